@@ -1,0 +1,47 @@
+//! Subcommands of the `factorexe` binary, one module each.
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod envs;
+mod eval;
+mod info;
+mod search;
+mod train;
+
+/// Small models that think in chains of tokens: train, evaluate and search over token MDPs.
+#[derive(Debug, Parser)]
+#[command(name = "factorexe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train an agent on an env from a TOML config.
+    Train(train::Args),
+    /// Evaluate a trained run: accuracy per difficulty, probes.
+    Eval(eval::Args),
+    /// Search over a trained policy and compare searchers at equal budgets.
+    Search(search::Args),
+    /// List, show and check the envs.
+    Envs(envs::Args),
+    /// Quick throughput measurements of this build on this machine.
+    Bench(bench::Args),
+    /// Versions, libtorch location, CUDA and threads.
+    Info(info::Args),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Envs(args) => envs::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Info(args) => info::run(args),
+    }
+}

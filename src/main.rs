@@ -1,0 +1,7 @@
+//! The `factorexe` command line.
+
+mod cli;
+
+fn main() -> anyhow::Result<()> {
+    cli::run()
+}
