@@ -58,8 +58,8 @@ pub struct CotConfig {
 }
 
 impl CotConfig {
-    /// Checks the config against `task`, naming the offending field and its allowed range.
-    pub fn validate(&self, task: &TaskSpec) -> Result<(), EnvError> {
+    /// Checks the config, naming the offending field and its allowed range.
+    pub fn validate(&self) -> Result<(), EnvError> {
         if let Some(cap) = self.max_chain_len {
             if cap > MAX_CHAIN_CAP {
                 return Err(EnvError::invalid(
@@ -77,7 +77,10 @@ impl CotConfig {
                  answers at the cap; truncating there would leave no episode able to answer)",
             ));
         }
-        let RewardConfig { token_cost, shaping } = self.reward;
+        let RewardConfig {
+            token_cost,
+            shaping,
+        } = self.reward;
         if !(token_cost.is_finite() && token_cost >= 0.0) {
             return Err(EnvError::invalid(
                 "reward.token_cost",
@@ -92,7 +95,6 @@ impl CotConfig {
                 "a finite number >= 0",
             ));
         }
-        let _ = task;
         Ok(())
     }
 }
@@ -161,7 +163,7 @@ impl<T: Task> CotEnv<T> {
     pub fn with_config(task: T, config: CotConfig) -> Result<Self, EnvError> {
         let ts = task.spec().clone();
         check_task_spec(&ts)?;
-        config.validate(&ts)?;
+        config.validate()?;
         let cap = config.max_chain_len.unwrap_or(ts.max_chain_len);
         if cap > MAX_CHAIN_CAP {
             return Err(EnvError::invalid(
@@ -192,7 +194,10 @@ impl<T: Task> CotEnv<T> {
                 vocab: ts.vocab + 2,
             },
         ];
-        let RewardConfig { token_cost, shaping } = config.reward;
+        let RewardConfig {
+            token_cost,
+            shaping,
+        } = config.reward;
         let spec = EnvSpec {
             name: ts.name.clone(),
             obs: ObsLayout {
@@ -204,7 +209,8 @@ impl<T: Task> CotEnv<T> {
             num_actions: ts.vocab + 1,
             max_episode_steps,
             difficulty: ts.difficulty,
-            reward_range: ((-token_cost).min(0.0), (shaping - token_cost).max(1.0)),
+            // `0.0 - cost` rather than `-cost`, so that a zero cost gives 0, not -0.
+            reward_range: (0.0 - token_cost, (shaping - token_cost).max(1.0)),
         };
         Ok(CotEnv {
             task: Arc::new(task),
@@ -300,21 +306,45 @@ impl<T: Task> CotEnv<T> {
     }
 
     /// The oracle's action sequence for the current problem: `chain ++ [ANSWER] ++ answer`.
+    ///
+    /// With `fixed_chain_len`, the chain is padded up to the cap with the first answer token:
+    /// the original's edge padding of a chain that ends in the answer, so for the pointer
+    /// tasks the sequence is the visited nodes, then the answer repeated up to the cap. The
+    /// sequence may not be playable when the cap is below the oracle chain's length; see
+    /// [`oracle_feasible`](Self::oracle_feasible).
     pub fn oracle_actions(&self) -> Vec<usize> {
-        let p = &self.problem;
-        let mut out = Vec::with_capacity(p.chain.len() + 1 + p.answer.len());
-        out.extend(p.chain.iter().map(|&t| t as usize));
-        out.push(self.vocab);
-        out.extend(p.answer.iter().map(|&t| t as usize));
-        out
+        let n = self.oracle_chain_len() + 1 + self.problem.answer.len();
+        (0..n).filter_map(|k| self.oracle_at(k)).collect()
+    }
+
+    /// The length of the oracle chain as played (padded to the cap with `fixed_chain_len`).
+    pub fn oracle_chain_len(&self) -> usize {
+        let n = self.problem.chain.len();
+        if self.config.fixed_chain_len {
+            n.max(self.cap)
+        } else {
+            n
+        }
+    }
+
+    /// Whether the oracle's sequence fits the cap: false when the cap cuts the chain (or, with
+    /// `on_cap = Truncate`, when the chain reaches the cap and truncates).
+    pub fn oracle_feasible(&self) -> bool {
+        let n = self.problem.chain.len();
+        match self.config.on_cap {
+            OnCap::ForceAnswer => n <= self.cap,
+            OnCap::Truncate => n < self.cap,
+        }
     }
 
     /// The oracle's action at position `k` of the episode, if the oracle sequence is that long.
     fn oracle_at(&self, k: usize) -> Option<usize> {
         let p = &self.problem;
-        let n = p.chain.len();
-        if k < n {
+        let n = self.oracle_chain_len();
+        if k < p.chain.len() {
             Some(p.chain[k] as usize)
+        } else if k < n {
+            p.answer.first().map(|&t| t as usize)
         } else if k == n {
             Some(self.vocab)
         } else {
@@ -475,6 +505,8 @@ impl<T: Task> Env for CotEnv<T> {
         let problem = Arc::make_mut(&mut self.problem);
         self.task.sample_into(difficulty, rng, problem)?;
         problem.difficulty = difficulty;
+        // A task that breaks its own spec is an error here, not a panic in `step`.
+        check_problem(self.task.as_ref(), problem)?;
         self.start_episode();
         Ok(())
     }
@@ -500,7 +532,10 @@ impl<T: Task> Env for CotEnv<T> {
             Phase::Chain if action == self.vocab => self.phase = Phase::Answer,
             Phase::Chain => {
                 let oracle = &self.problem.chain;
-                let RewardConfig { token_cost, shaping } = self.config.reward;
+                let RewardConfig {
+                    token_cost,
+                    shaping,
+                } = self.config.reward;
                 reward -= token_cost;
                 if shaping > 0.0 && oracle.get(self.chain_len) == Some(&(action as u32)) {
                     reward += shaping / oracle.len() as f32;
@@ -585,7 +620,7 @@ impl<T: Task> Env for CotEnv<T> {
     }
 
     fn oracle_action(&self) -> Option<usize> {
-        if !self.started || !self.on_oracle {
+        if !self.started || !self.on_oracle || !self.oracle_feasible() {
             return None;
         }
         self.oracle_at(self.emitted.len())

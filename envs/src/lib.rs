@@ -4,12 +4,27 @@
 
 #![warn(missing_docs)]
 
+pub mod binpack;
+pub mod checker;
+pub mod cot;
+pub mod difficulty;
 pub mod env;
 pub mod error;
+pub mod registry;
 pub mod spec;
 pub mod task;
+pub mod tasks;
+pub mod vec_env;
+pub mod wrappers;
 
+pub use checker::{check_env, check_env_with, CheckError, CheckOptions, CheckReport};
+pub use cot::{CotConfig, CotEnv, OnCap, Phase, RewardConfig};
+pub use difficulty::{Curriculum, DifficultySampler};
 pub use env::{Difficulty, Env, EnvRng, Info, ObsMut, Observation, Step};
 pub use error::EnvError;
+pub use registry::{AnyEnv, EnvParams};
 pub use spec::{DifficultyRange, EnvSpec, FeatureField, ObsLayout, TokenField};
 pub use task::{Problem, Task, TaskSpec};
+pub use tasks::{Cvpr, Cycle, Multiplication};
+pub use vec_env::{derive_seed, VecEnv};
+pub use wrappers::{Think, ThinkConfig};

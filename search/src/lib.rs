@@ -1,4 +1,72 @@
 //! Batched searchers over any clonable [`envs::Env`]: greedy, sample-and-vote, beam, MCTS
 //! (PUCT) and Gumbel MuZero, calling a batched [`Evaluator`]. No libtorch.
+//!
+//! # Shape
+//!
+//! A [`Searcher`] takes `B` root states, an [`Evaluator`] and a budget, and returns one
+//! [`SearchOutput`] per root. Every algorithm is batched in mctx's style: each search step
+//! gathers the states all `B` searches need and makes **one** evaluator call for them. The
+//! env itself is the model of the world: searchers clone a state and step the clone; a
+//! transformer policy implements [`Evaluator`] and receives, per state, its root index, node
+//! id and parent node id (see [`EvalRequest`]), so it can encode each root's input once and
+//! extend cached prefixes.
+//!
+//! MCTS and Gumbel MuZero share one generic tree loop (simulate, expand, evaluate, backward)
+//! over a struct-of-arrays tree indexed `[root, node]`, allocated once per searcher and reused;
+//! they differ only in their selection rule, [`QTransform`] and output. Greedy, beam and
+//! sampling build chains in lockstep.
+//!
+//! # Budget
+//!
+//! The budget is **evaluator calls per root**: every state put in an evaluator batch counts
+//! one for its root. No searcher exceeds it, and [`SearchOutput::evals`] reports what was
+//! spent:
+//!
+//! | searcher | spending |
+//! |---|---|
+//! | [`Greedy`] | one per non-terminal state of the chain: `T` for a chain of `T` actions |
+//! | [`Beam`] by log-prob, width `k` | 1 (root) + at most `k` per depth |
+//! | [`Beam`] by value, `c` candidates | 1 (root) + at most `c` per depth |
+//! | [`Sample`], `N` chains | 1 (shared root) + one per non-terminal state reached (+1 per final state with `BestValue`) |
+//! | [`Mcts`], [`GumbelMuZero`] | 1 (root) + at most one per simulation, `budget - 1` simulations |
+//!
+//! # Rewards
+//!
+//! Searches never read env rewards unless the evaluator is the labelled
+//! [`OracleEvaluator`]; see [`RewardUse`] for the rule and why.
+//!
+//! # Determinism
+//!
+//! All randomness (Dirichlet noise, Gumbel draws, sampling, tie-breaking) comes from the
+//! [`envs::EnvRng`] passed to `search`: the same seed gives the same result.
 
 #![warn(missing_docs)]
+// Node and edge statistics live in parallel flat arrays; index loops over them read better
+// than zipped iterators of four slices.
+#![allow(clippy::needless_range_loop)]
+
+mod answer;
+mod chain;
+mod error;
+mod evaluator;
+mod gumbel;
+mod mcts;
+mod output;
+mod qtransform;
+mod sample;
+pub mod testing;
+mod tree;
+mod util;
+
+pub use answer::{AfterAction, Answer, LastAction, WholeChain};
+pub use chain::{Beam, BeamConfig, BeamScore, Greedy};
+pub use error::SearchError;
+pub use evaluator::{
+    CountingEvaluator, EvalBatch, EvalRequest, Evaluator, NodeId, OracleEvaluator, RewardUse,
+    ScriptedEvaluator, UniformEvaluator,
+};
+pub use gumbel::{considered_visits, GumbelConfig, GumbelMuZero};
+pub use mcts::{Mcts, MctsConfig};
+pub use output::{Candidate, SearchOutput, Searcher};
+pub use qtransform::{mixed_value, MixValue, NodeStats, QTransform};
+pub use sample::{Sample, SampleConfig, SampleSelect};

@@ -1,9 +1,233 @@
-//! `factorexe envs`.
+//! `factorexe envs`: list the named envs, show a problem with its oracle chain, run the env
+//! checker.
+
+use ::envs::registry::{self, EnvEntry, COT_PARAMS, ENTRIES, THINK_PARAMS};
+use ::envs::{check_env_with, CheckOptions, Difficulty, Env, EnvParams, EnvRng};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use rand::SeedableRng;
 
 /// Arguments of `factorexe envs`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`factorexe envs` is not built yet")
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the named envs, their parameters and defaults.
+    List,
+    /// Print a problem of an env, then play its oracle and print the end state.
+    ///
+    /// Example: factorexe envs show cycle --length 8 --hops 4 --seed 0
+    Show(EnvArgs),
+    /// Run the env checker (check_env) on an env.
+    ///
+    /// Example: factorexe envs check cvpr --length 20
+    Check(EnvArgs),
+}
+
+/// An env name and its parameters.
+#[derive(Debug, clap::Args)]
+struct EnvArgs {
+    /// Env name (see `factorexe envs list`).
+    name: String,
+    /// Env parameters and options as `--key value` or `--key=value`: the env's parameters
+    /// (e.g. `--length 8 --max-chain-len 4`, see `factorexe envs list`); `--seed S`;
+    /// for `show`, `--hops H` (or `--difficulty`, `--digits`), default the hardest level;
+    /// for `check`, `--episodes N` per difficulty (default 3) and `--max-difficulties N`
+    /// (default 8).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "--KEY VALUE"
+    )]
+    params: Vec<String>,
+}
+
+/// The parsed `--key value` list: env parameters apart, the command's own options taken out.
+struct Parsed {
+    params: EnvParams,
+    seed: Option<u64>,
+    difficulty: Option<Difficulty>,
+    episodes: Option<usize>,
+    max_difficulties: Option<usize>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Parsed> {
+    let mut out = Parsed {
+        params: EnvParams::new(),
+        seed: None,
+        difficulty: None,
+        episodes: None,
+        max_difficulties: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            bail!("expected `--key value`, got `{arg}`");
+        };
+        let (key, value) = match flag.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => {
+                let v = it
+                    .next()
+                    .with_context(|| format!("`--{flag}` needs a value"))?;
+                (flag.to_string(), v.clone())
+            }
+        };
+        let number = |what: &str| -> anyhow::Result<u64> {
+            value.parse::<u64>().with_context(|| {
+                format!("`--{what}` must be a non-negative integer, got `{value}`")
+            })
+        };
+        match key.as_str() {
+            "seed" => out.seed = Some(number("seed")?),
+            "hops" | "difficulty" | "digits" => {
+                out.difficulty = Some(
+                    Difficulty::try_from(number(&key)?)
+                        .with_context(|| format!("`--{key}` is too large"))?,
+                )
+            }
+            "episodes" => out.episodes = Some(number("episodes")? as usize),
+            "max-difficulties" | "max_difficulties" => {
+                out.max_difficulties = Some(number("max-difficulties")? as usize)
+            }
+            _ => out.params.set_text(&key, &value),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::List => {
+            list();
+            Ok(())
+        }
+        Command::Show(a) => show(&a),
+        Command::Check(a) => check(&a),
+    }
+}
+
+fn list() {
+    for e in ENTRIES {
+        println!("{:<10} {}", e.name, e.summary);
+        println!("{:<10} difficulty = {}", "", e.difficulty);
+        for p in e.params {
+            println!(
+                "{:<10} --{:<18} {} (default {})",
+                "",
+                dashed(p.name),
+                p.help,
+                p.default
+            );
+        }
+        if e.cot {
+            println!("{:<10} + the chain-of-thought parameters below", "");
+        }
+        println!();
+    }
+    println!("chain-of-thought parameters (every token task):");
+    for p in COT_PARAMS {
+        println!(
+            "  --{:<18} {} (default {})",
+            dashed(p.name),
+            p.help,
+            p.default
+        );
+    }
+    println!("\nthought tokens (every env; `--thoughts K` wraps it in Think):");
+    for p in THINK_PARAMS {
+        println!(
+            "  --{:<18} {} (default {})",
+            dashed(p.name),
+            p.help,
+            p.default
+        );
+    }
+}
+
+fn dashed(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+fn build(a: &EnvArgs) -> anyhow::Result<(&'static EnvEntry, ::envs::AnyEnv, Parsed)> {
+    let parsed = parse(&a.params)?;
+    let entry = registry::entry(&a.name)?;
+    let env = registry::make(&a.name, &parsed.params)?;
+    Ok((entry, env, parsed))
+}
+
+fn show(a: &EnvArgs) -> anyhow::Result<()> {
+    let (entry, mut env, p) = build(a)?;
+    let spec = env.spec().clone();
+    let difficulty = p.difficulty.unwrap_or(spec.difficulty.max);
+    let seed = p.seed.unwrap_or(0);
+    let fields: Vec<String> = spec
+        .obs
+        .token_fields
+        .iter()
+        .map(|f| format!("{} {}×[0,{})", f.name, f.len, f.vocab))
+        .collect();
+    println!("{}", spec.name);
+    println!(
+        "  observation: {} tokens ({}), {} features",
+        spec.obs.tokens,
+        fields.join(", "),
+        spec.obs.features
+    );
+    println!(
+        "  actions {}, max episode steps {}, {} {}..={}, reward range {:?}",
+        spec.num_actions,
+        spec.max_episode_steps,
+        entry.difficulty,
+        spec.difficulty.min,
+        spec.difficulty.max,
+        spec.reward_range
+    );
+    env.reset(&mut EnvRng::seed_from_u64(seed), difficulty)?;
+    println!("\nseed {seed}, {} {difficulty}:", entry.difficulty);
+    println!("{}", env.render());
+    let mut actions = Vec::new();
+    let mut total = 0.0;
+    while let Some(a) = env.oracle_action() {
+        actions.push(a.to_string());
+        total += env.step(a)?.reward;
+    }
+    if actions.is_empty() {
+        println!("\n(no oracle for this state)");
+        return Ok(());
+    }
+    println!("\noracle actions: {}", actions.join(" "));
+    println!("{}", env.render());
+    println!(
+        "return {total}, solved {}",
+        match env.info().solved {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "n/a",
+        }
+    );
+    Ok(())
+}
+
+fn check(a: &EnvArgs) -> anyhow::Result<()> {
+    let (_, mut env, p) = build(a)?;
+    let defaults = CheckOptions::default();
+    let opts = CheckOptions {
+        seed: p.seed.unwrap_or(defaults.seed),
+        episodes_per_difficulty: p.episodes.unwrap_or(defaults.episodes_per_difficulty),
+        max_difficulties: p.max_difficulties.unwrap_or(defaults.max_difficulties),
+    };
+    let report = check_env_with(&mut env, &opts)?;
+    println!(
+        "check_env({}): ok, {} episodes, {} steps, difficulties {:?}, seed {}",
+        report.env, report.episodes, report.steps, report.difficulties, opts.seed
+    );
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
 }

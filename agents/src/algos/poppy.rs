@@ -1,0 +1,711 @@
+//! `Poppy`: a population of `K` policies trained so that, together, they cover the problems
+//! (Grinsztajn et al. 2023, "Winner takes it all"; reference §3.6 and field survey §B4).
+//!
+//! **Members.** The `K` members share the whole transformer (encoder, decoder, heads) and
+//! differ by a learned **member embedding** (`poppy.members`, `[K, width]`) appended to the
+//! encoder memory as one extra row that the decoder cross-attends to, like a prompt token.
+//! This is the cheapest conditioning that lets members write different chains for the same
+//! input while every member benefits from what the shared weights learn; `K` separate decoder
+//! heads would multiply the decoder's parameters by `K` for no gain at this model size.
+//!
+//! **Training.** Each update draws `train.batch_size` problems and lets every member sample
+//! one episode of each (row `g*K + k` is member `k` on problem `g`). With `R` the answer
+//! reward:
+//!
+//! - phase 1 (the first `phase1_steps` updates, optional): every member learns from its own
+//!   sample with the leave-one-out group advantage `R_k - mean_{j != k} R_j` (a single policy
+//!   with a group baseline, like POPPY's POMO pre-training), so all members learn the task;
+//! - phase 2: only the best member of each problem gets gradient, with advantage
+//!   `R_best - R_second` (0 when the best is tied), so a member is pushed only on problems
+//!   where it beats the others: the population specializes.
+//!
+//! `loss = -(1/G) sum_g A_g sum_t log pi_{best(g)}(a_t) - entropy_weight * mean H`.
+//!
+//! **Evaluation.** [`Agent::act`] outside collection plays member `eval_member` (what the
+//! Runner's periodic evaluation reports); [`population_eval`] plays every member on the same
+//! problems and reports best-of-K accuracy, each member's accuracy, and how often each member
+//! is the only one to solve a problem, per difficulty (specialization). Training logs the
+//! wins of each member per difficulty (`train/poppy/wins/d<d>/m<k>`).
+
+use envs::{derive_seed, Difficulty, Env, EnvRng, EnvSpec};
+use ndarray::Array2;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tch::{nn::Init, Device, Kind, Tensor};
+
+use super::reinforce::{by_difficulty, grid, pg_pass};
+use super::rl::{
+    best_in_groups, group_parts, leave_one_out_baseline, mean_std, poppy_advantages, reinforce_loss,
+};
+use super::{load_optim, optim_tensors, CotPolicy};
+use crate::agent::{
+    choose_actions, ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
+};
+use crate::model::{DecodeState, ModelConfig, ModelLayout};
+use crate::optim::{AdamW, OptimConfig};
+use crate::runner::Lockstep;
+
+/// `[algo]` options of `poppy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoppyConfig {
+    /// Population size `K`, `>= 2`.
+    pub members: usize,
+    /// Updates of phase 1 (every member trained with the group baseline) before the
+    /// winner-takes-all phase; 0 = POPPY from the start.
+    pub phase1_steps: u64,
+    /// Weight of the entropy bonus, `>= 0`.
+    pub entropy_weight: f64,
+    /// The member [`Agent::act`] plays outside training (the Runner's evaluation), `< K`.
+    pub eval_member: usize,
+}
+
+impl Default for PoppyConfig {
+    fn default() -> Self {
+        PoppyConfig {
+            members: 4,
+            phase1_steps: 0,
+            entropy_weight: 1e-3,
+            eval_member: 0,
+        }
+    }
+}
+
+impl PoppyConfig {
+    /// Checks ranges, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.members < 2 {
+            return Err(format!(
+                "algo.members = {}: a population needs at least 2 members",
+                self.members
+            ));
+        }
+        if self.eval_member >= self.members {
+            return Err(format!(
+                "algo.eval_member = {}: expected a member index < algo.members ({})",
+                self.eval_member, self.members
+            ));
+        }
+        if !(self.entropy_weight.is_finite() && self.entropy_weight >= 0.0) {
+            return Err(format!(
+                "algo.entropy_weight = {}: expected a finite number >= 0",
+                self.entropy_weight
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which member plays each row in [`Agent::act`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberAssignment {
+    /// Row `r` is member `r % K` (training collection, [`population_eval`]).
+    ByRow,
+    /// Every row is this member.
+    Fixed(usize),
+}
+
+#[derive(Debug)]
+struct MemberCache {
+    state: DecodeState,
+    fed: usize,
+    tokens: Array2<i64>,
+    members: Vec<i64>,
+}
+
+/// A POPPY population; see the module doc.
+#[derive(Debug)]
+pub struct Poppy {
+    policy: CotPolicy,
+    members: Tensor,
+    opt: AdamW,
+    cfg: PoppyConfig,
+    micro_batches: usize,
+    assignment: MemberAssignment,
+    cache: Option<MemberCache>,
+}
+
+impl Poppy {
+    /// A population for the `CotEnv` described by `spec`; weights from `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: &EnvSpec,
+        model: &ModelConfig,
+        cfg: &PoppyConfig,
+        optim: &OptimConfig,
+        steps: u64,
+        micro_batches: usize,
+        seed: u64,
+        device: Device,
+    ) -> Result<Self, AgentError> {
+        cfg.validate().map_err(AgentError::Incompatible)?;
+        let layout =
+            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
+        let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
+        // The memory rows pass a LayerNorm before the cross-attention, so the scale of the
+        // init only matters through the direction: unit-variance rows are distinct enough.
+        let members = policy.var_store().root().sub("poppy").var(
+            "members",
+            &[cfg.members as i64, model.width() as i64],
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        );
+        let opt = AdamW::new(policy.var_store(), optim, steps);
+        Ok(Poppy {
+            policy,
+            members,
+            opt,
+            cfg: cfg.clone(),
+            micro_batches: micro_batches.max(1),
+            assignment: MemberAssignment::Fixed(cfg.eval_member),
+            cache: None,
+        })
+    }
+
+    /// The shared network.
+    pub fn policy(&self) -> &CotPolicy {
+        &self.policy
+    }
+
+    /// Population size `K`.
+    pub fn num_members(&self) -> usize {
+        self.cfg.members
+    }
+
+    /// Sets which member plays each row in [`Agent::act`].
+    pub fn set_assignment(&mut self, a: MemberAssignment) {
+        self.assignment = a;
+        self.cache = None;
+    }
+
+    fn row_members(&self, b: usize) -> Vec<i64> {
+        match self.assignment {
+            MemberAssignment::ByRow => (0..b).map(|i| (i % self.cfg.members) as i64).collect(),
+            MemberAssignment::Fixed(m) => vec![m.min(self.cfg.members - 1) as i64; b],
+        }
+    }
+
+    /// The member rows `[B, 1, width]` of `members`.
+    fn member_rows(&self, members: &[i64]) -> Tensor {
+        let idx = Tensor::from_slice(members).to_device(self.members.device());
+        self.members.index_select(0, &idx).unsqueeze(1)
+    }
+
+    /// Next-action logits of each row for its member, with a KV cache while every active
+    /// row advances by one token (as in [`CotPolicy::next_logits`]).
+    fn next_logits(&mut self, obs: &BatchObs<'_>) -> Tensor {
+        let b = obs.batch_size();
+        let counts = self.policy.emitted_counts(obs.tokens);
+        let active: Vec<bool> = obs
+            .action_mask
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().any(|&m| m))
+            .collect();
+        let members = self.row_members(b);
+        let em = self.policy.fields.emitted.clone();
+        let max_steps = em.len();
+        let pad = self.policy.pad();
+        let model = self.policy.model();
+        if let Some(cache) = &mut self.cache {
+            let fed = cache.fed;
+            let continues = cache.state.batch_size() == b
+                && cache.members == members
+                && fed + 1 < max_steps
+                && (0..b).all(|i| {
+                    !active[i]
+                        || (counts[i] == fed + 1
+                            && obs.tokens.row(i).slice(ndarray::s![..em.start + fed])
+                                == cache.tokens.row(i).slice(ndarray::s![..em.start + fed]))
+                });
+            if continues {
+                let prev: Vec<i64> = (0..b)
+                    .map(|i| {
+                        if active[i] {
+                            obs.tokens[[i, em.start + fed]]
+                        } else {
+                            pad
+                        }
+                    })
+                    .collect();
+                let heads = model.decode_step(&mut cache.state, &Tensor::from_slice(&prev));
+                cache.fed += 1;
+                cache.tokens.assign(&obs.tokens);
+                return heads.logits;
+            }
+        }
+        let (input, difficulty) = self.policy.problem_tensors(obs.tokens);
+        let rows = self.member_rows(&members);
+        if (0..b).all(|i| !active[i] || counts[i] == 0) {
+            let enc = tch::no_grad(|| {
+                model
+                    .encode(&input, &difficulty, false)
+                    .with_extra_rows(&rows)
+            });
+            let mut state = model.start_decode(&enc);
+            let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
+            let heads = model.decode_step(&mut state, &start);
+            self.cache = Some(MemberCache {
+                state,
+                fed: 0,
+                tokens: obs.tokens.to_owned(),
+                members,
+            });
+            return heads.logits;
+        }
+        self.cache = None;
+        let t = counts
+            .iter()
+            .zip(&active)
+            .filter(|(_, &a)| a)
+            .map(|(&c, _)| c)
+            .max()
+            .unwrap_or(0)
+            .min(max_steps - 1);
+        let mut prev = Vec::with_capacity(b * (t + 1));
+        for r in obs.tokens.rows() {
+            prev.push(pad);
+            prev.extend(r.slice(ndarray::s![em.start..em.start + t]).iter());
+        }
+        let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
+        let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
+        let a = self.policy.num_actions as i64;
+        tch::no_grad(|| {
+            let enc = model
+                .encode(&input, &difficulty, false)
+                .with_extra_rows(&rows);
+            let heads = model.forward_chain(&enc, &prev, false);
+            let index = Tensor::from_slice(&pos)
+                .to_device(heads.logits.device())
+                .view([b as i64, 1, 1])
+                .expand([b as i64, 1, a], false);
+            heads.logits.gather(1, &index, false).squeeze_dim(1)
+        })
+    }
+}
+
+impl Agent for Poppy {
+    fn name(&self) -> &str {
+        "poppy"
+    }
+
+    fn experience(&self) -> Experience {
+        Experience::OnPolicy {
+            samples_per_problem: self.cfg.members,
+            mode: ActMode::Sample,
+        }
+    }
+
+    fn act(
+        &mut self,
+        obs: &BatchObs<'_>,
+        mode: ActMode,
+        rng: &mut EnvRng,
+    ) -> Result<ActOutput, AgentError> {
+        let logits = self.next_logits(obs);
+        choose_actions(&logits, obs.action_mask, mode, rng)
+    }
+
+    fn collect<E: Env>(
+        &mut self,
+        ctx: &mut crate::runner::Collector<'_, E>,
+    ) -> Result<Episodes, AgentError> {
+        let previous = self.assignment;
+        self.set_assignment(MemberAssignment::ByRow);
+        let ep = ctx.on_policy(self, self.cfg.members, ActMode::Sample);
+        self.set_assignment(previous);
+        ep
+    }
+
+    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+        self.cache = None;
+        self.policy.invalidate_cache();
+        let (n, t) = (ep.len(), ep.max_len());
+        let k = self.cfg.members;
+        if n == 0 || ep.samples_per_problem != k || n % k != 0 {
+            return Err(AgentError::Incompatible(format!(
+                "POPPY needs {k} rows per problem (one per member); got {n} rows with {} per \
+                 problem",
+                ep.samples_per_problem
+            )));
+        }
+        let groups = n / k;
+        let phase1 = self.opt.steps() < self.cfg.phase1_steps;
+        let returns = ep.returns();
+        let adv: Vec<f32> = if phase1 {
+            let b = leave_one_out_baseline(&returns, k);
+            returns.iter().zip(&b).map(|(r, b)| r - b).collect()
+        } else {
+            poppy_advantages(&returns, k)
+        };
+        let answer_action = self.policy.answer_action() as i64;
+        let (chain, answer) = super::step_kinds(ep, answer_action);
+        let steps: Vec<f32> = chain.iter().zip(&answer).map(|(c, a)| c + a).collect();
+        // The entropy bonus is averaged over the steps that get gradient.
+        let trained: Vec<f32> = (0..n * t)
+            .map(|c| {
+                if phase1 || adv[c / t] != 0.0 {
+                    steps[c]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let n_trained: f64 = trained.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
+        // Phase 1 averages over every sample, phase 2 over problems (one trained row each).
+        let norm = if phase1 { n as f64 } else { groups as f64 };
+        let member_of: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        self.opt.zero_grad();
+        let mut sums = [0f64; 3];
+        for r in group_parts(n, k, self.micro_batches) {
+            let part = if r.len() == n {
+                std::borrow::Cow::Borrowed(ep)
+            } else {
+                std::borrow::Cow::Owned(ep.rows(r.clone()))
+            };
+            let b = self.policy.teacher_batch(&part);
+            let rows = self.member_rows(&member_of[r.clone()]);
+            let pass = pg_pass(&self.policy, &b, Some(&rows), true);
+            let dev = pass.logp.device();
+            let m = r.len();
+            let cells = r.start * t..r.end * t;
+            let w: Vec<f32> = cells.clone().map(|c| adv[c / t] * steps[c]).collect();
+            let w = grid(&w, m, t, dev);
+            let pg = reinforce_loss(&pass.logp, &w, norm);
+            let ent =
+                (&pass.entropy * grid(&trained[cells], m, t, dev)).sum(Kind::Float) / n_trained;
+            let loss = &pg - &ent * self.cfg.entropy_weight;
+            loss.backward();
+            for (acc, x) in sums.iter_mut().zip([
+                loss.double_value(&[]),
+                pg.double_value(&[]),
+                ent.double_value(&[]),
+            ]) {
+                *acc += x;
+            }
+        }
+        let stats = self.opt.step()?;
+        let mut out = Metrics::default();
+        out.scalar("loss", sums[0]);
+        out.scalar("pg_loss", sums[1]);
+        out.scalar("entropy", sums[2]);
+        out.scalar("poppy/phase", if phase1 { 1.0 } else { 2.0 });
+        let (r_mean, r_std) = mean_std(&returns);
+        out.scalar("reward_mean", r_mean);
+        out.scalar("reward_std", r_std);
+        let best: Vec<f32> = returns
+            .chunks(k)
+            .map(|g| g.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        out.scalar("poppy/best_of_k_reward", mean_std(&best).0);
+        let nonzero: Vec<f32> = adv.iter().copied().filter(|&a| a != 0.0).collect();
+        out.scalar("advantage_std", mean_std(&adv).1);
+        out.scalar(
+            "poppy/trained_fraction",
+            nonzero.len() as f64 / n.max(1) as f64,
+        );
+        // Wins: the strict best member of each problem, per difficulty.
+        let winners = best_in_groups(&returns, k);
+        let strict = poppy_advantages(&returns, k);
+        let mut wins: Vec<(Difficulty, Vec<f64>, f64)> = Vec::new();
+        for (g, &w) in winners.iter().enumerate() {
+            let d = ep.difficulty[g * k];
+            let idx = match wins.iter().position(|e| e.0 == d) {
+                Some(i) => i,
+                None => {
+                    wins.push((d, vec![0.0; k], 0.0));
+                    wins.len() - 1
+                }
+            };
+            wins[idx].2 += 1.0;
+            if strict[g * k + w] > 0.0 {
+                wins[idx].1[w] += 1.0;
+            }
+        }
+        wins.sort_by_key(|e| e.0);
+        for (d, w, total) in wins {
+            for (m, c) in w.iter().enumerate() {
+                out.scalar(format!("poppy/wins/d{d}/m{m}"), c / total);
+            }
+        }
+        for (m, r) in (0..k).map(|m| {
+            let v: Vec<f32> = returns.iter().skip(m).step_by(k).copied().collect();
+            (m, mean_std(&v).0)
+        }) {
+            out.scalar(format!("poppy/reward/m{m}"), r);
+        }
+        for (d, v) in by_difficulty(ep, &returns) {
+            out.scalar(format!("reward/d{d}"), v);
+        }
+        out.scalar("grad_norm", stats.grad_norm);
+        out.scalar("lr", stats.lr);
+        Ok(out)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.policy.param_tensors();
+        v.extend(optim_tensors(&self.opt));
+        v
+    }
+
+    fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
+        self.cache = None;
+        self.policy.load_params(tensors)?;
+        load_optim(&mut self.opt, tensors)
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.policy.model().num_parameters() + self.members.numel()
+    }
+}
+
+/// A population's greedy results at one difficulty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopulationLevel {
+    /// The difficulty.
+    pub difficulty: Difficulty,
+    /// Problems played.
+    pub episodes: usize,
+    /// Problems at least one member solved.
+    pub best_of_k: usize,
+    /// Problems each member solved.
+    pub member_solved: Vec<usize>,
+    /// Problems only this member solved (the specialization signal).
+    pub only_solver: Vec<usize>,
+}
+
+/// [`population_eval`]'s results, one entry per level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopulationReport {
+    /// Levels ascending.
+    pub levels: Vec<PopulationLevel>,
+}
+
+impl PopulationReport {
+    /// A plain-text table: best-of-K and each member's accuracy, then the share of problems
+    /// each member alone solved.
+    pub fn table(&self) -> String {
+        let k = self.levels.first().map_or(0, |l| l.member_solved.len());
+        let mut out = format!(
+            "{:>10}  {:>8}  {:>9}",
+            "difficulty", "problems", "best-of-K"
+        );
+        for m in 0..k {
+            out.push_str(&format!("  {:>7}", format!("m{m}")));
+        }
+        for m in 0..k {
+            out.push_str(&format!("  {:>7}", format!("only m{m}")));
+        }
+        out.push('\n');
+        for l in &self.levels {
+            let pct = |x: usize| format!("{:.1}%", 100.0 * x as f64 / l.episodes.max(1) as f64);
+            out.push_str(&format!(
+                "{:>10}  {:>8}  {:>9}",
+                l.difficulty,
+                l.episodes,
+                pct(l.best_of_k)
+            ));
+            for &s in &l.member_solved {
+                out.push_str(&format!("  {:>7}", pct(s)));
+            }
+            for &s in &l.only_solver {
+                out.push_str(&format!("  {:>7}", pct(s)));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Plays every member greedily on `episodes` fresh problems per level (problem `j` of
+/// level `d` seeded by `derive_seed(derive_seed(seed, d), j)`, as
+/// [`crate::eval::evaluate`] draws them, so the numbers line up with its report).
+pub fn population_eval<E: Env>(
+    env: &E,
+    agent: &mut Poppy,
+    levels: &[Difficulty],
+    episodes: usize,
+    batch_size: usize,
+    seed: u64,
+) -> Result<PopulationReport, AgentError> {
+    let k = agent.num_members();
+    let previous = agent.assignment;
+    agent.set_assignment(MemberAssignment::ByRow);
+    let mut batch = Lockstep::new(env, 0);
+    let mut out = Vec::with_capacity(levels.len());
+    let mut rng = EnvRng::seed_from_u64(seed);
+    let per_batch = (batch_size / k).max(1);
+    let result = (|| {
+        for &d in levels {
+            let level_seed = derive_seed(seed, d as usize);
+            let mut lv = PopulationLevel {
+                difficulty: d,
+                episodes: 0,
+                best_of_k: 0,
+                member_solved: vec![0; k],
+                only_solver: vec![0; k],
+            };
+            let mut start = 0;
+            while start < episodes {
+                let n = (episodes - start).min(per_batch);
+                batch.resize(env, n * k);
+                batch.reset_with(|i, e| {
+                    let mut r = EnvRng::seed_from_u64(derive_seed(level_seed, start + i / k));
+                    e.reset(&mut r, d)
+                })?;
+                let ep = batch.run(|obs, _| agent.act(obs, ActMode::Greedy, &mut rng), false)?;
+                for g in 0..n {
+                    let solved = &ep.solved[g * k..(g + 1) * k];
+                    let count = solved.iter().filter(|&&s| s).count();
+                    lv.episodes += 1;
+                    lv.best_of_k += usize::from(count > 0);
+                    for (m, &s) in solved.iter().enumerate() {
+                        lv.member_solved[m] += usize::from(s);
+                        lv.only_solver[m] += usize::from(s && count == 1);
+                    }
+                }
+                start += n;
+            }
+            out.push(lv);
+        }
+        Ok(PopulationReport { levels: out })
+    })();
+    agent.set_assignment(previous);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algos::AnyAgent;
+    use crate::config::{Override, RunConfig};
+    use crate::runner::Runner;
+
+    fn config(sets: &[&str]) -> RunConfig {
+        let text = r#"
+seed = 0
+[env]
+name = "cycle"
+length = 5
+max_chain_len = 2
+[train]
+steps = 3
+batch_size = 8
+levels = [1, 2]
+[algo]
+name = "poppy"
+members = 3
+phase1_steps = 1
+[model]
+heads = 2
+head_dim = 8
+mlp_factor = 2
+decoder_layers = 1
+[optim]
+lr = 3e-3
+warmup_steps = 1
+[eval]
+every = 0
+episodes = 10
+sampled = false
+"#;
+        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+    }
+
+    /// The KV-cached decoding of each member equals a full recomputation, members differ,
+    /// and both phases train with their metrics.
+    #[test]
+    fn members_decode_consistently_and_both_phases_train() {
+        let cfg = config(&[]);
+        let env = cfg.env.build().unwrap();
+        let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+        let mut runner = Runner::new(cfg.clone(), env.clone(), agent).unwrap();
+        let s = runner.train().unwrap();
+        assert_eq!(s.steps, 3);
+        let AnyAgent::Poppy(p) = runner.agent_mut() else {
+            panic!("not a poppy agent")
+        };
+        let rep = population_eval(&env, p, &[1, 2], 10, 7, 3).unwrap();
+        for l in &rep.levels {
+            assert_eq!(l.episodes, 10);
+            let best = *l.member_solved.iter().max().unwrap();
+            assert!(l.best_of_k >= best && l.best_of_k <= l.member_solved.iter().sum());
+        }
+        assert!(rep.table().contains("best-of-K"));
+        // Replaying the recorded observations without the cache gives the same logits.
+        let mut batch = Lockstep::new(&env, 6);
+        batch
+            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64(i as u64 / 3), 2))
+            .unwrap();
+        p.set_assignment(MemberAssignment::ByRow);
+        let mut rng = EnvRng::seed_from_u64(0);
+        let ep = batch
+            .run(|obs, _| p.act(obs, ActMode::Sample, &mut rng), true)
+            .unwrap();
+        for step in 1..ep.max_len() {
+            let tokens = ep.tokens.index_axis(ndarray::Axis(1), step).to_owned();
+            let mask = ep.action_mask.index_axis(ndarray::Axis(1), step).to_owned();
+            let features = Array2::<f32>::zeros((6, 0));
+            let obs = BatchObs {
+                tokens: tokens.view(),
+                features: features.view(),
+                action_mask: mask.view(),
+            };
+            p.cache = None;
+            let fresh = p.next_logits(&obs);
+            // Recorded log-probs came from the cached path.
+            let out = choose_actions(&fresh, mask.view(), ActMode::Greedy, &mut rng).unwrap();
+            for i in 0..6 {
+                if mask.row(i).iter().any(|&m| m) && ep.lengths[i] > step {
+                    let a = ep.actions[[i, step]] as usize;
+                    let lp = fresh
+                        .get(i as i64)
+                        .log_softmax(-1, Kind::Float)
+                        .double_value(&[a as i64]);
+                    let _ = &out;
+                    let masked_norm: f64 = (0..mask.ncols())
+                        .filter(|&j| mask[[i, j]])
+                        .map(|j| {
+                            fresh
+                                .get(i as i64)
+                                .log_softmax(-1, Kind::Float)
+                                .double_value(&[j as i64])
+                                .exp()
+                        })
+                        .sum();
+                    let expected = lp - masked_norm.ln();
+                    assert!(
+                        (expected - f64::from(ep.log_probs[[i, step]])).abs() < 1e-4,
+                        "row {i} step {step}"
+                    );
+                }
+            }
+        }
+        // Two members see different memories, so their logits differ.
+        let tokens = ep.tokens.index_axis(ndarray::Axis(1), 0).to_owned();
+        let mask = ep.action_mask.index_axis(ndarray::Axis(1), 0).to_owned();
+        let features = Array2::<f32>::zeros((6, 0));
+        let obs = BatchObs {
+            tokens: tokens.view(),
+            features: features.view(),
+            action_mask: mask.view(),
+        };
+        p.set_assignment(MemberAssignment::Fixed(0));
+        let l0 = p.next_logits(&obs);
+        p.set_assignment(MemberAssignment::Fixed(1));
+        let l1 = p.next_logits(&obs);
+        assert!(!l0.allclose(&l1, 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn a_population_of_one_is_rejected() {
+        let text = "[algo]\nname = \"poppy\"\nmembers = 1\n";
+        let e = RunConfig::from_toml_str(text, "x", "x", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("members"), "{e}");
+    }
+}

@@ -1,0 +1,422 @@
+//! Shared pieces of the policy-gradient agents ([`Reinforce`](super::Reinforce),
+//! [`Poppy`](super::Poppy)): the baselines and advantages as pure functions over slices
+//! (so tests check them against hand-computed numbers), the REINFORCE loss over small
+//! tensors, the oracle's answers (for answer supervision and the dense reward), and the
+//! gradient-variance estimate.
+//!
+//! Rows follow [`Experience::OnPolicy`](crate::agent::Experience::OnPolicy): the `K`
+//! samples of problem `g` are rows `g*K..(g+1)*K`.
+
+use envs::Env;
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Kind, Tensor};
+
+use crate::agent::Episodes;
+
+/// The baseline subtracted from each episode's return (`[algo] baseline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineKind {
+    /// No baseline: advantage = return.
+    None,
+    /// The mean return of the whole batch (includes the episode itself).
+    BatchMean,
+    /// The mean return of the other `K - 1` samples of the same problem (leave-one-out;
+    /// unbiased because it does not depend on the episode's own actions).
+    #[default]
+    Group,
+    /// The value head's prediction at each prefix, trained by MSE to the return.
+    Value,
+    /// An exponential moving average of past batches' mean return (this batch excluded).
+    Ema,
+}
+
+impl BaselineKind {
+    /// The config spelling.
+    pub fn tag(self) -> &'static str {
+        match self {
+            BaselineKind::None => "none",
+            BaselineKind::BatchMean => "batch_mean",
+            BaselineKind::Group => "group",
+            BaselineKind::Value => "value",
+            BaselineKind::Ema => "ema",
+        }
+    }
+}
+
+/// The return each episode is scored with (`[algo] reward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// The env's reward: 1 when the answer is right, else 0 (plus the env's own shaping).
+    #[default]
+    Answer,
+    /// The original's dense signal: minus the cross-entropy of the correct answer given the
+    /// sampled chain (teacher-forced), summed over answer tokens.
+    AnswerCe,
+}
+
+/// Mean and (population) standard deviation.
+pub fn mean_std(x: &[f32]) -> (f64, f64) {
+    if x.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = x
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, var.sqrt())
+}
+
+/// The batch-mean baseline: every row gets the mean of `returns`.
+pub fn batch_mean_baseline(returns: &[f32]) -> Vec<f32> {
+    let (mean, _) = mean_std(returns);
+    vec![mean as f32; returns.len()]
+}
+
+/// The leave-one-out group baseline: row `g*k + j` gets the mean return of the other
+/// `k - 1` rows of group `g`. With `k <= 1` there are no others and the baseline is 0.
+/// A trailing partial group (when `k` does not divide the length) is treated as a group.
+pub fn leave_one_out_baseline(returns: &[f32], k: usize) -> Vec<f32> {
+    let mut out = vec![0f32; returns.len()];
+    if k <= 1 {
+        return out;
+    }
+    for (group, b) in returns.chunks(k).zip(out.chunks_mut(k)) {
+        if group.len() < 2 {
+            continue;
+        }
+        let sum: f64 = group.iter().map(|&r| f64::from(r)).sum();
+        let others = (group.len() - 1) as f64;
+        for (bj, &rj) in b.iter_mut().zip(group) {
+            *bj = ((sum - f64::from(rj)) / others) as f32;
+        }
+    }
+    out
+}
+
+/// One step of an exponential moving average: `decay * prev + (1 - decay) * x`, or `x`
+/// when there is no previous value.
+pub fn ema_update(prev: Option<f64>, x: f64, decay: f64) -> f64 {
+    match prev {
+        Some(p) => decay * p + (1.0 - decay) * x,
+        None => x,
+    }
+}
+
+/// The index (within its group) of the best row of each group of `k` rows; ties go to the
+/// lowest index.
+pub fn best_in_groups(returns: &[f32], k: usize) -> Vec<usize> {
+    returns
+        .chunks(k.max(1))
+        .map(|g| {
+            let mut best = 0;
+            for (j, &r) in g.iter().enumerate() {
+                if r > g[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// POPPY's advantage (Grinsztajn et al. 2023): in each group of `k` rows only the best row
+/// gets a non-zero advantage, `best - second best`; every other row gets 0. A group where
+/// the best return is tied gives 0 everywhere (no member is better than the rest).
+pub fn poppy_advantages(returns: &[f32], k: usize) -> Vec<f32> {
+    let k = k.max(1);
+    let mut out = vec![0f32; returns.len()];
+    for ((g, best), a) in returns
+        .chunks(k)
+        .zip(best_in_groups(returns, k))
+        .zip(out.chunks_mut(k))
+    {
+        if g.len() < 2 {
+            continue;
+        }
+        let second = g
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != best)
+            .map(|(_, &r)| r)
+            .fold(f32::NEG_INFINITY, f32::max);
+        a[best] = g[best] - second;
+    }
+    out
+}
+
+/// The REINFORCE loss `-(1/n) * sum_{i,t} w[i,t] * logp[i,t]`, where `w` already holds the
+/// advantage on the steps that get policy gradient and 0 elsewhere, and `n` is the number of
+/// episodes (or problems) the gradient is averaged over.
+pub fn reinforce_loss(logp: &Tensor, weights: &Tensor, n: f64) -> Tensor {
+    -(logp * weights.to_device(logp.device())).sum(Kind::Float) / n.max(1.0)
+}
+
+/// The oracle's answer tokens (the actions after the ANSWER marker) for each env, read by
+/// playing the oracle on a clone. `None` for an env without an oracle.
+pub fn oracle_answers<E: Env>(envs: &[E], answer_action: usize) -> Option<Vec<Vec<i64>>> {
+    let mut out = Vec::with_capacity(envs.len());
+    for env in envs {
+        let mut e = env.clone();
+        let mut actions = Vec::new();
+        while !e.is_done() {
+            let a = e.oracle_action()?;
+            e.step(a).ok()?;
+            actions.push(a);
+            if actions.len() > 1 << 16 {
+                return None;
+            }
+        }
+        let marker = actions.iter().position(|&a| a == answer_action)?;
+        out.push(actions[marker + 1..].iter().map(|&a| a as i64).collect());
+    }
+    Some(out)
+}
+
+/// A copy of `ep`'s actions where every answer step (after the marker) holds the correct
+/// answer token instead of the sampled one. Steps at or before the marker are unchanged,
+/// so a causal decoder scores the sampled chain exactly as it was played.
+pub fn with_correct_answers(ep: &Episodes, answers: &[Vec<i64>], answer_action: i64) -> Episodes {
+    let mut out = ep.clone();
+    for (i, ans) in answers.iter().enumerate().take(ep.len()) {
+        let len = ep.lengths[i].min(ep.max_len());
+        if let Some(m) = (0..len).find(|&t| ep.actions[[i, t]] == answer_action) {
+            for (j, &a) in ans.iter().enumerate() {
+                let t = m + 1 + j;
+                if t < len {
+                    out.actions[[i, t]] = a;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Accumulates the flattened gradient after each micro-batch to estimate the variance of
+/// the batch gradient.
+///
+/// With parts of `n_m` rows whose gradient contributions (to the batch-mean gradient `g`)
+/// are `G_m`, the part means are `g_m = G_m * N / n_m`, independent with covariance
+/// `Sigma / n_m` (`Sigma`: the per-row gradient covariance). Then
+/// `tr Sigma ~= sum_m n_m |g_m - g|^2 / (M - 1)` and the variance of the batch gradient is
+/// `tr Sigma / N`. Needs at least two parts.
+#[derive(Debug, Default)]
+pub struct GradVariance {
+    parts: Vec<(usize, Vec<f32>)>,
+    last: Vec<f32>,
+}
+
+impl GradVariance {
+    /// Records the gradient accumulated so far, after a part of `rows` rows.
+    pub fn record(&mut self, vs: &VarStore, rows: usize) {
+        let now = flat_grad(vs);
+        let part: Vec<f32> = if self.last.is_empty() {
+            now.clone()
+        } else {
+            now.iter().zip(&self.last).map(|(a, b)| a - b).collect()
+        };
+        self.parts.push((rows, part));
+        self.last = now;
+    }
+
+    /// `(trace of the batch gradient's variance, squared norm of the batch gradient)`, or
+    /// `None` with fewer than two parts.
+    pub fn estimate(&self) -> Option<(f64, f64)> {
+        estimate_grad_variance(&self.parts)
+    }
+}
+
+/// See [`GradVariance`]: `parts` holds each part's row count and gradient contribution.
+pub fn estimate_grad_variance(parts: &[(usize, Vec<f32>)]) -> Option<(f64, f64)> {
+    if parts.len() < 2 {
+        return None;
+    }
+    let n: usize = parts.iter().map(|(r, _)| r).sum();
+    let dim = parts[0].1.len();
+    let mut total = vec![0f64; dim];
+    for (_, g) in parts {
+        for (t, &x) in total.iter_mut().zip(g) {
+            *t += f64::from(x);
+        }
+    }
+    let mut trace = 0f64;
+    for (rows, g) in parts {
+        let scale = n as f64 / (*rows).max(1) as f64;
+        let d2: f64 = g
+            .iter()
+            .zip(&total)
+            .map(|(&x, &t)| (f64::from(x) * scale - t).powi(2))
+            .sum();
+        trace += *rows as f64 * d2;
+    }
+    trace /= (parts.len() - 1) as f64;
+    let norm2 = total.iter().map(|x| x * x).sum();
+    Some((trace / n.max(1) as f64, norm2))
+}
+
+fn flat_grad(vs: &VarStore) -> Vec<f32> {
+    let mut vars = vs.variables().into_iter().collect::<Vec<_>>();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (_, v) in vars {
+        let n = v.numel();
+        let g = v.grad();
+        if g.defined() {
+            let flat = g
+                .to_kind(Kind::Float)
+                .to_device(tch::Device::Cpu)
+                .view([-1]);
+            let mut buf = vec![0f32; n];
+            if flat.f_copy_data(&mut buf, n).is_ok() {
+                out.extend(buf);
+                continue;
+            }
+        }
+        out.extend(std::iter::repeat_n(0f32, n));
+    }
+    out
+}
+
+/// Splits `n` rows into `parts` contiguous ranges that never cut a group of `k` rows (the
+/// last range takes the remainder).
+pub fn group_parts(n: usize, k: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let k = k.max(1);
+    let groups = n.div_ceil(k);
+    crate::optim::micro_batches(groups, parts)
+        .into_iter()
+        .map(|r| (r.start * k).min(n)..(r.end * k).min(n))
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// Mean of `entropies[i, t]` over the episodes whose chain reaches position `t`, for each
+/// chain position (steps before the ANSWER marker).
+pub fn entropy_per_chain_position(ep: &Episodes, answer_action: i64) -> Vec<f64> {
+    let mut sum = Vec::<f64>::new();
+    let mut cnt = Vec::<f64>::new();
+    for i in 0..ep.len() {
+        let len = ep.lengths[i].min(ep.max_len());
+        for t in 0..len {
+            if ep.actions[[i, t]] == answer_action {
+                break;
+            }
+            if sum.len() <= t {
+                sum.resize(t + 1, 0.0);
+                cnt.resize(t + 1, 0.0);
+            }
+            sum[t] += f64::from(ep.entropies[[i, t]]);
+            cnt[t] += 1.0;
+        }
+    }
+    sum.iter().zip(&cnt).map(|(s, c)| s / c.max(1.0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+    }
+
+    #[test]
+    fn batch_mean_is_the_mean_of_all_returns() {
+        assert!(close(
+            &batch_mean_baseline(&[1.0, 0.0, 0.0, 1.0, 1.0]),
+            &[0.6; 5]
+        ));
+        let (m, s) = mean_std(&[1.0, 0.0, 0.0, 1.0]);
+        assert!((m - 0.5).abs() < 1e-12 && (s - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn leave_one_out_averages_the_other_samples_of_the_problem() {
+        // Group 1: [1, 0, 0, 1] -> others' means [1/3, 2/3, 2/3, 1/3].
+        // Group 2: [0, 0, 0, 1] -> [1/3, 1/3, 1/3, 0].
+        let r = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let b = leave_one_out_baseline(&r, 4);
+        let third = 1.0 / 3.0;
+        assert!(close(
+            &b,
+            &[
+                third,
+                2.0 * third,
+                2.0 * third,
+                third,
+                third,
+                third,
+                third,
+                0.0
+            ]
+        ));
+        // Advantages of group 2: the only success gets +1, the failures -1/3.
+        let adv: Vec<f32> = r.iter().zip(&b).map(|(r, b)| r - b).collect();
+        assert!(close(&adv[4..], &[-third, -third, -third, 1.0]));
+        // K = 2: each row's baseline is the other row.
+        assert!(close(&leave_one_out_baseline(&[0.5, 2.0], 2), &[2.0, 0.5]));
+        // K = 1: no others.
+        assert!(close(&leave_one_out_baseline(&[1.0, 0.0], 1), &[0.0, 0.0]));
+    }
+
+    #[test]
+    fn ema_starts_at_the_first_value_then_decays() {
+        let a = ema_update(None, 0.4, 0.9);
+        assert!((a - 0.4).abs() < 1e-12);
+        let b = ema_update(Some(a), 1.0, 0.9);
+        assert!((b - 0.46).abs() < 1e-12);
+        let c = ema_update(Some(b), 0.0, 0.5);
+        assert!((c - 0.23).abs() < 1e-12);
+    }
+
+    #[test]
+    fn poppy_gives_best_minus_second_to_the_best_member_only() {
+        // Group 1: [0.2, 0.9, 0.5] -> member 1 gets 0.9 - 0.5 = 0.4.
+        // Group 2: [1, 1, 0] -> tied best: advantage 0 for everyone.
+        // Group 3: [0, 0, 1] -> member 2 gets 1.
+        let r = [0.2, 0.9, 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let a = poppy_advantages(&r, 3);
+        assert!(close(&a, &[0.0, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]));
+        assert_eq!(best_in_groups(&r, 3), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn the_reinforce_loss_matches_a_hand_computation() {
+        // Two episodes, three steps; weights = advantage on policy steps.
+        // loss = -(0.5*(-1) + 0.5*(-2) + (-0.25)*(-0.5)) / 2 = -(-0.5 - 1 + 0.125)/2 = 0.6875.
+        let logp = Tensor::from_slice(&[-1.0f32, -2.0, -3.0, -0.5, -4.0, -1.0])
+            .view([2, 3])
+            .set_requires_grad(true);
+        let w = Tensor::from_slice(&[0.5f32, 0.5, 0.0, -0.25, 0.0, 0.0]).view([2, 3]);
+        let loss = reinforce_loss(&logp, &w, 2.0);
+        assert!((loss.double_value(&[]) - 0.6875).abs() < 1e-6);
+        loss.backward();
+        // d loss / d logp = -w / n.
+        let g: Vec<f32> = Vec::try_from(logp.grad().view([-1])).unwrap();
+        assert!(close(&g, &[-0.25, -0.25, 0.0, 0.125, 0.0, 0.0]));
+    }
+
+    #[test]
+    fn the_gradient_variance_of_two_halves() {
+        // Two parts of 2 rows, contributions G1 = [1, 0], G2 = [0, 1] to g = [1, 1];
+        // part means g_m = 2 G_m: [2, 0] and [0, 2]; |g_m - g|^2 = 2 each;
+        // tr Sigma = (2*2 + 2*2) / 1 = 8; Var(g) = 8 / 4 = 2; |g|^2 = 2.
+        let parts = vec![(2, vec![1.0f32, 0.0]), (2, vec![0.0, 1.0])];
+        let (var, norm2) = estimate_grad_variance(&parts).unwrap();
+        assert!((var - 2.0).abs() < 1e-9 && (norm2 - 2.0).abs() < 1e-9);
+        // Equal halves carry no variance.
+        let parts = vec![(3, vec![1.0f32, 1.0]), (3, vec![1.0, 1.0])];
+        assert!(estimate_grad_variance(&parts).unwrap().0.abs() < 1e-12);
+        assert!(estimate_grad_variance(&parts[..1]).is_none());
+    }
+
+    #[test]
+    fn parts_never_split_a_group() {
+        assert_eq!(group_parts(12, 4, 2), vec![0..8, 8..12]);
+        assert_eq!(group_parts(8, 4, 2), vec![0..4, 4..8]);
+        assert_eq!(group_parts(4, 4, 2), vec![0..4]);
+    }
+}

@@ -1,0 +1,969 @@
+//! The Runner: collect experience, update the agent, evaluate per difficulty, log,
+//! checkpoint, feed the curriculum, stop cleanly on Ctrl-C. Generic over the env and the
+//! agent; algorithms plug in through [`Agent`] without changing this file.
+//!
+//! Episodes are played in **lock step** ([`Lockstep`]): every row starts an episode
+//! together and plays until its own episode ends; finished rows wait (no autoreset), so a
+//! batch is exactly "N problems, one episode each", which is what supervised and episodic
+//! RL updates and per-difficulty evaluation want (and what lets a policy keep one KV cache
+//! for the whole batch). Streaming collection with autoreset is [`envs::VecEnv`]'s job; an
+//! agent that wants it can drive one from [`Agent::collect`].
+//!
+//! Seeds: the problems of update `s` come from `derive_seed(seed ^ TRAIN_SALT, s)` and its
+//! sampling RNG from `derive_seed(seed ^ ACT_SALT, s)`, so a run is a function of its seed,
+//! and a resumed run (which restores the step, the weights, the optimizer moments and the
+//! curriculum) continues exactly as the uninterrupted run would have.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use envs::{derive_seed, Difficulty, DifficultySampler, Env, EnvError, EnvRng, ObsMut};
+use ndarray::{Array2, Array3};
+use rand::SeedableRng;
+
+use crate::agent::{ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience};
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::config::{ConfigError, RunConfig};
+use crate::eval::{evaluate, EvalReport};
+use crate::logging::{self, LogError, Logger};
+
+/// Salt of the training problems' seeds.
+pub const TRAIN_SALT: u64 = 0x7472_6169_6e00_0001;
+/// Salt of the training action-sampling seeds.
+pub const ACT_SALT: u64 = 0x6163_7400_0000_0002;
+/// Salt of the evaluation problems' seeds (disjoint from training streams).
+pub const EVAL_SALT: u64 = 0x6576_616c_0000_0003;
+
+/// What can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent failed (a libtorch error, divergence, incompatible env).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// Building or stepping the env failed.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Writing logs failed.
+    #[error("logging: {0}")]
+    Log(#[from] LogError),
+    /// Saving or loading a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A checkpoint does not belong to this run's config.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+}
+
+/// `B` envs stepped together, one episode each, with contiguous observation buffers.
+#[derive(Debug, Clone)]
+pub struct Lockstep<E: Env> {
+    envs: Vec<E>,
+    tokens: Array2<i64>,
+    features: Array2<f32>,
+    mask: Array2<bool>,
+}
+
+impl<E: Env> Lockstep<E> {
+    /// `n` clones of `proto` (not reset yet).
+    pub fn new(proto: &E, n: usize) -> Self {
+        let spec = proto.spec();
+        Lockstep {
+            envs: vec![proto.clone(); n],
+            tokens: Array2::zeros((n, spec.obs.tokens)),
+            features: Array2::zeros((n, spec.obs.features)),
+            mask: Array2::from_elem((n, spec.num_actions), false),
+        }
+    }
+
+    /// Number of envs.
+    pub fn len(&self) -> usize {
+        self.envs.len()
+    }
+
+    /// True when there is no env.
+    pub fn is_empty(&self) -> bool {
+        self.envs.is_empty()
+    }
+
+    /// Grows or shrinks to `n` envs (clones of `proto`).
+    pub fn resize(&mut self, proto: &E, n: usize) {
+        if n != self.envs.len() {
+            *self = Lockstep::new(proto, n);
+        }
+    }
+
+    /// The envs, in row order.
+    pub fn envs(&self) -> &[E] {
+        &self.envs
+    }
+
+    /// Resets env `i` with `f(i, env)` for every row.
+    pub fn reset_with<F>(&mut self, mut f: F) -> Result<(), EnvError>
+    where
+        F: FnMut(usize, &mut E) -> Result<(), EnvError>,
+    {
+        for (i, env) in self.envs.iter_mut().enumerate() {
+            f(i, env).map_err(|e| EnvError::InBatch {
+                index: i,
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, i: usize, update: bool) {
+        let obs = ObsMut {
+            tokens: self
+                .tokens
+                .row_mut(i)
+                .into_slice()
+                .expect("standard layout"),
+            features: self
+                .features
+                .row_mut(i)
+                .into_slice()
+                .expect("standard layout"),
+            action_mask: self.mask.row_mut(i).into_slice().expect("standard layout"),
+        };
+        if update {
+            self.envs[i].observe_update(obs);
+        } else {
+            self.envs[i].observe(obs);
+        }
+    }
+
+    /// Plays one episode in every row (all must have been reset): at each step `policy`
+    /// sees the batch (finished rows have an all-false mask) and the envs, and returns one
+    /// action per row. Records observations before each step when `record_obs` (what
+    /// learners need; evaluation skips it).
+    pub fn run<P>(&mut self, mut policy: P, record_obs: bool) -> Result<Episodes, AgentError>
+    where
+        P: FnMut(&BatchObs<'_>, &[E]) -> Result<ActOutput, AgentError>,
+    {
+        let n = self.envs.len();
+        let spec = self.envs.first().map(|e| e.spec().clone());
+        let (obs_t, obs_f, num_a) = spec
+            .as_ref()
+            .map_or((0, 0, 0), |s| (s.obs.tokens, s.obs.features, s.num_actions));
+        let mut done = vec![false; n];
+        for (i, d) in done.iter_mut().enumerate() {
+            self.observe(i, false);
+            *d = self.envs[i].is_done();
+            if *d {
+                self.mask.row_mut(i).fill(false);
+            }
+        }
+        // Per-step records, row-major [step][row]; packed into Episodes at the end.
+        let mut steps_tokens: Vec<Array2<i64>> = Vec::new();
+        let mut steps_features: Vec<Array2<f32>> = Vec::new();
+        let mut steps_mask: Vec<Array2<bool>> = Vec::new();
+        let mut actions: Vec<Vec<i64>> = Vec::new();
+        let mut log_probs: Vec<Vec<f32>> = Vec::new();
+        let mut entropies: Vec<Vec<f32>> = Vec::new();
+        let mut rewards: Vec<Vec<f32>> = Vec::new();
+        let mut lengths = vec![0usize; n];
+        let mut truncated = vec![false; n];
+        while done.iter().any(|d| !d) {
+            let out = {
+                let obs = BatchObs {
+                    tokens: self.tokens.view(),
+                    features: self.features.view(),
+                    action_mask: self.mask.view(),
+                };
+                policy(&obs, &self.envs)?
+            };
+            if out.actions.len() != n {
+                return Err(AgentError::Incompatible(format!(
+                    "the policy returned {} actions for {n} rows",
+                    out.actions.len()
+                )));
+            }
+            if record_obs {
+                steps_tokens.push(self.tokens.clone());
+                steps_features.push(self.features.clone());
+                steps_mask.push(self.mask.clone());
+            }
+            let mut acts = vec![-1i64; n];
+            let mut lps = vec![0f32; n];
+            let mut ents = vec![0f32; n];
+            let mut rews = vec![0f32; n];
+            for i in 0..n {
+                if done[i] {
+                    continue;
+                }
+                let a = out.actions[i];
+                let step = self.envs[i].step(a).map_err(|e| EnvError::InBatch {
+                    index: i,
+                    source: Box::new(e),
+                })?;
+                acts[i] = a as i64;
+                lps[i] = out.log_probs.get(i).copied().unwrap_or(0.0);
+                ents[i] = out.entropies.get(i).copied().unwrap_or(0.0);
+                rews[i] = step.reward;
+                lengths[i] += 1;
+                if step.done() {
+                    done[i] = true;
+                    truncated[i] = step.truncated && !step.terminated;
+                    self.mask.row_mut(i).fill(false);
+                } else {
+                    self.observe(i, true);
+                }
+            }
+            actions.push(acts);
+            log_probs.push(lps);
+            entropies.push(ents);
+            rewards.push(rews);
+        }
+        let t = actions.len();
+        let by_row = |v: &[Vec<f32>]| Array2::from_shape_fn((n, t), |(i, k)| v[k][i]);
+        let mut tokens = Array3::zeros((n, if record_obs { t } else { 0 }, obs_t));
+        let mut features = Array3::zeros((n, if record_obs { t } else { 0 }, obs_f));
+        let mut action_mask = Array3::from_elem((n, if record_obs { t } else { 0 }, num_a), false);
+        if record_obs {
+            for k in 0..t {
+                tokens
+                    .index_axis_mut(ndarray::Axis(1), k)
+                    .assign(&steps_tokens[k]);
+                features
+                    .index_axis_mut(ndarray::Axis(1), k)
+                    .assign(&steps_features[k]);
+                action_mask
+                    .index_axis_mut(ndarray::Axis(1), k)
+                    .assign(&steps_mask[k]);
+            }
+        }
+        Ok(Episodes {
+            tokens,
+            features,
+            action_mask,
+            actions: Array2::from_shape_fn((n, t), |(i, k)| actions[k][i]),
+            log_probs: by_row(&log_probs),
+            entropies: by_row(&entropies),
+            rewards: by_row(&rewards),
+            lengths,
+            difficulty: self.envs.iter().map(|e| e.info().difficulty).collect(),
+            solved: self
+                .envs
+                .iter()
+                .map(|e| e.info().solved.unwrap_or(false))
+                .collect(),
+            truncated,
+            samples_per_problem: 1,
+        })
+    }
+}
+
+/// The oracle as a policy: each unfinished row takes `env.oracle_action()`.
+pub fn oracle_policy<E: Env>(obs: &BatchObs<'_>, envs: &[E]) -> Result<ActOutput, AgentError> {
+    let n = obs.batch_size();
+    let mut actions = vec![0usize; n];
+    for (i, env) in envs.iter().enumerate() {
+        if obs.action_mask.row(i).iter().any(|&m| m) {
+            actions[i] = env.oracle_action().ok_or_else(|| {
+                AgentError::Incompatible(format!(
+                    "env `{}` has no oracle action in this state; oracle (supervised) \
+                     experience needs an env with a known solution",
+                    env.spec().name
+                ))
+            })?;
+        }
+    }
+    Ok(ActOutput {
+        actions,
+        log_probs: vec![0.0; n],
+        entropies: vec![0.0; n],
+    })
+}
+
+/// What the Runner hands an agent to produce one update's experience
+/// ([`Agent::collect`]): the problems to draw (from the training sampler, the curriculum
+/// included), the lock-step batch to play them in, and the step's RNGs.
+pub struct Collector<'a, E: Env> {
+    proto: &'a E,
+    batch: &'a mut Lockstep<E>,
+    sampler: &'a DifficultySampler,
+    problems: usize,
+    seed: u64,
+    rng: EnvRng,
+}
+
+impl<'a, E: Env> Collector<'a, E> {
+    /// A collector drawing `problems` problems seeded by `seed` (see the module doc), with
+    /// `act_seed` for action sampling.
+    pub fn new(
+        proto: &'a E,
+        batch: &'a mut Lockstep<E>,
+        sampler: &'a DifficultySampler,
+        problems: usize,
+        seed: u64,
+        act_seed: u64,
+    ) -> Self {
+        Collector {
+            proto,
+            batch,
+            sampler,
+            problems,
+            seed,
+            rng: EnvRng::seed_from_u64(act_seed),
+        }
+    }
+
+    /// Problems per update.
+    pub fn problems(&self) -> usize {
+        self.problems
+    }
+
+    /// The RNG for sampling actions in this update.
+    pub fn rng(&mut self) -> &mut EnvRng {
+        &mut self.rng
+    }
+
+    /// The difficulty sampler (read-only; the Runner feeds it).
+    pub fn sampler(&self) -> &DifficultySampler {
+        self.sampler
+    }
+
+    /// Resets `problems * k` envs so that rows `g*k..(g+1)*k` hold fresh problem `g`, and
+    /// returns them (clone them to search from their roots).
+    pub fn reset_problems(&mut self, k: usize) -> Result<&[E], EnvError> {
+        let k = k.max(1);
+        self.batch.resize(self.proto, self.problems * k);
+        let (seed, sampler) = (self.seed, self.sampler);
+        self.batch.reset_with(|i, env| {
+            let mut rng = EnvRng::seed_from_u64(derive_seed(seed, i / k));
+            let d = sampler.sample(&mut rng);
+            env.reset(&mut rng, d)
+        })?;
+        Ok(self.batch.envs())
+    }
+
+    /// Plays the current problems (after [`reset_problems`](Self::reset_problems)) with
+    /// `policy`, recording observations.
+    pub fn run_episodes<P>(
+        &mut self,
+        policy: P,
+        samples_per_problem: usize,
+    ) -> Result<Episodes, AgentError>
+    where
+        P: FnMut(&BatchObs<'_>, &[E]) -> Result<ActOutput, AgentError>,
+    {
+        let mut ep = self.batch.run(policy, true)?;
+        ep.samples_per_problem = samples_per_problem.max(1);
+        Ok(ep)
+    }
+
+    /// Oracle episodes of fresh problems ([`Experience::Oracle`]).
+    pub fn oracle(&mut self) -> Result<Episodes, AgentError> {
+        self.reset_problems(1)?;
+        self.run_episodes(oracle_policy::<E>, 1)
+    }
+
+    /// Episodes of `agent`'s own policy, `k` per fresh problem ([`Experience::OnPolicy`]).
+    pub fn on_policy<A: Agent>(
+        &mut self,
+        agent: &mut A,
+        k: usize,
+        mode: ActMode,
+    ) -> Result<Episodes, AgentError> {
+        self.reset_problems(k)?;
+        let rng = &mut self.rng;
+        let mut ep = self.batch.run(|obs, _| agent.act(obs, mode, rng), true)?;
+        ep.samples_per_problem = k.max(1);
+        Ok(ep)
+    }
+}
+
+/// How a [`Runner::train`] call ended.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Updates done in total (the run's step).
+    pub steps: u64,
+    /// Problems trained on in this call.
+    pub examples: u64,
+    /// Wall time of this call, in seconds.
+    pub seconds: f64,
+    /// Stopped by the stop flag (Ctrl-C) before the end.
+    pub interrupted: bool,
+    /// Stopped by `train.time_limit_s` before the end.
+    pub timed_out: bool,
+    /// The last evaluation.
+    pub eval: Option<EvalReport>,
+    /// Path of the last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Averages training scalars between two log points.
+#[derive(Debug, Default)]
+struct Averages {
+    sums: Vec<(String, f64, u32)>,
+}
+
+impl Averages {
+    fn add(&mut self, tag: &str, v: f64) {
+        match self.sums.iter_mut().find(|(t, _, _)| t == tag) {
+            Some((_, s, n)) => {
+                *s += v;
+                *n += 1;
+            }
+            None => self.sums.push((tag.to_string(), v, 1)),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<(String, f64)> {
+        self.sums
+            .drain(..)
+            .map(|(t, s, n)| (t, s / f64::from(n)))
+            .collect()
+    }
+}
+
+/// Callback for progress displays: called after every update with the step, the run's
+/// total steps, the latest loss and the latest mean greedy eval accuracy.
+pub type ProgressFn = Box<dyn FnMut(u64, u64, f64, Option<f64>)>;
+
+/// Trains an agent on an env as a config says; see the module doc.
+pub struct Runner<E: Env, A: Agent> {
+    cfg: RunConfig,
+    env: E,
+    agent: A,
+    sampler: DifficultySampler,
+    batch: Lockstep<E>,
+    step: u64,
+    run_dir: Option<PathBuf>,
+    logger: Option<Logger>,
+    stop: Arc<AtomicBool>,
+    progress: Option<ProgressFn>,
+    last_eval: Option<EvalReport>,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl<E: Env, A: Agent> Runner<E, A> {
+    /// A runner for `agent` on `env` under `cfg` (its `train`, `eval`, `log` and `seed`
+    /// sections), logging nowhere until [`with_run_dir`](Self::with_run_dir).
+    pub fn new(cfg: RunConfig, env: E, agent: A) -> Result<Self, RunError> {
+        cfg.validate()?;
+        let sampler = cfg.train.sampler()?;
+        sampler.validate(&env.spec().difficulty)?;
+        let batch = Lockstep::new(&env, 0);
+        Ok(Runner {
+            cfg,
+            env,
+            agent,
+            sampler,
+            batch,
+            step: 0,
+            run_dir: None,
+            logger: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: None,
+            last_eval: None,
+            last_checkpoint: None,
+        })
+    }
+
+    /// Logs and checkpoints into `run_dir` from now on: a fresh run writes the resolved
+    /// config and the hyperparameters; call [`resume`](Self::resume) instead to continue one.
+    pub fn with_run_dir(mut self, run_dir: &Path) -> Result<Self, RunError> {
+        let toml = self.cfg.to_toml();
+        logging::write_config(run_dir, &toml)?;
+        let mut logger = Logger::create(run_dir)?;
+        let hp = logging::hparams_from_toml(&toml)?;
+        logger.hparams(&hp, &[])?;
+        logger.flush()?;
+        self.logger = Some(logger);
+        self.run_dir = Some(run_dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// Continues the run in `run_dir` from its latest checkpoint: weights, optimizer state,
+    /// step, curriculum. The checkpoint's config must agree with this one except for the
+    /// run length and logging/eval settings; the error lists every other difference.
+    pub fn resume(mut self, run_dir: &Path) -> Result<Self, RunError> {
+        let loaded = checkpoint::load_latest(run_dir)?;
+        let saved = &loaded.checkpoint;
+        let diffs = checkpoint::config_differences(&saved.config_toml, &self.cfg.to_toml())?;
+        let fatal: Vec<&String> = diffs
+            .iter()
+            .filter(|d| {
+                !["train.steps", "train.time_limit_s", "eval.", "log."]
+                    .iter()
+                    .any(|p| d.starts_with(p))
+            })
+            .collect();
+        if !fatal.is_empty() {
+            return Err(RunError::Resume(format!(
+                "the checkpoint {} was made with a different config:\n  {}",
+                loaded.path.display(),
+                fatal
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            )));
+        }
+        self.agent.load_state(&loaded.tensors)?;
+        self.step = saved.step;
+        if let Some(s) = saved.extra.get("sampler") {
+            self.sampler = serde_json::from_value(s.clone()).map_err(|e| {
+                RunError::Resume(format!(
+                    "{}: the saved difficulty sampler does not parse: {e}",
+                    loaded.path.display()
+                ))
+            })?;
+        }
+        logging::write_config(run_dir, &self.cfg.to_toml())?;
+        self.logger = Some(Logger::resume(run_dir, self.step)?);
+        self.run_dir = Some(run_dir.to_path_buf());
+        self.last_checkpoint = Some(loaded.path.clone());
+        Ok(self)
+    }
+
+    /// Shows progress through `f` after every update.
+    pub fn set_progress(&mut self, f: ProgressFn) {
+        self.progress = Some(f);
+    }
+
+    /// The flag that stops training at the next update boundary (Ctrl-C sets it); the run
+    /// then checkpoints and returns with `interrupted = true`.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Updates done so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The agent.
+    pub fn agent(&self) -> &A {
+        &self.agent
+    }
+
+    /// The agent, mutably.
+    pub fn agent_mut(&mut self) -> &mut A {
+        &mut self.agent
+    }
+
+    /// The config.
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
+    }
+
+    /// The training difficulty sampler (the curriculum's state).
+    pub fn sampler(&self) -> &DifficultySampler {
+        &self.sampler
+    }
+
+    /// The levels evaluation reports: `eval.levels`, or every training level.
+    pub fn eval_levels(&self) -> Vec<Difficulty> {
+        if self.cfg.eval.levels.is_empty() {
+            self.sampler.levels()
+        } else {
+            self.cfg.eval.levels.clone()
+        }
+    }
+
+    /// Runs one update: collect, update. Returns the agent's metrics and the examples used.
+    fn train_step(&mut self) -> Result<(crate::agent::Metrics, usize), RunError> {
+        let seed = derive_seed(self.cfg.seed ^ TRAIN_SALT, self.step as usize);
+        let act_seed = derive_seed(self.cfg.seed ^ ACT_SALT, self.step as usize);
+        // Dropout draws from libtorch's generator: reseed it per step for resumable runs.
+        tch::manual_seed((seed >> 1) as i64);
+        let problems = self.cfg.train.batch_size;
+        let mut ctx = Collector::new(
+            &self.env,
+            &mut self.batch,
+            &self.sampler,
+            problems,
+            seed,
+            act_seed,
+        );
+        let episodes = self.agent.collect(&mut ctx)?;
+        let metrics = self.agent.update(&episodes)?;
+        self.step += 1;
+        Ok((metrics, problems))
+    }
+
+    /// Evaluates on fresh problems at every eval level, greedy (and sampled if configured),
+    /// with the run's evaluation seed.
+    pub fn evaluate(&mut self) -> Result<EvalReport, RunError> {
+        let levels = self.eval_levels();
+        let modes: &[ActMode] = if self.cfg.eval.sampled {
+            &[ActMode::Greedy, ActMode::Sample]
+        } else {
+            &[ActMode::Greedy]
+        };
+        let seed = self.cfg.seed ^ EVAL_SALT;
+        Ok(evaluate(
+            &self.env,
+            &mut self.agent,
+            &levels,
+            &self.cfg.eval,
+            seed,
+            modes,
+        )?)
+    }
+
+    fn log_eval(&mut self, report: &EvalReport) -> Result<(), RunError> {
+        let step = self.step;
+        let Some(logger) = self.logger.as_mut() else {
+            return Ok(());
+        };
+        report.log(logger, step)?;
+        logger.flush()?;
+        Ok(())
+    }
+
+    /// Saves a checkpoint now (when there is a run directory).
+    pub fn save_checkpoint(&mut self) -> Result<Option<PathBuf>, RunError> {
+        let Some(dir) = self.run_dir.clone() else {
+            return Ok(None);
+        };
+        let ckpt = Checkpoint {
+            step: self.step,
+            config_toml: self.cfg.to_toml(),
+            rng_state: vec![self.cfg.seed, self.step],
+            extra: serde_json::json!({
+                "sampler": self.sampler,
+                "agent": self.agent.name(),
+            }),
+        };
+        let path = checkpoint::save(
+            &dir,
+            &ckpt,
+            &self.agent.state(),
+            self.cfg.log.keep_checkpoints,
+        )?;
+        self.last_checkpoint = Some(path.clone());
+        Ok(Some(path))
+    }
+
+    /// Trains until `train.steps` updates are done, the time limit passes or the stop flag
+    /// is set; evaluates every `eval.every` updates and at the end; logs every `log.every`;
+    /// checkpoints every `log.checkpoint_every` and at the end (also when stopped).
+    pub fn train(&mut self) -> Result<TrainSummary, RunError> {
+        let start = Instant::now();
+        let total = self.cfg.train.steps;
+        let mut averages = Averages::default();
+        let mut examples = 0u64;
+        let mut window_examples = 0u64;
+        let mut window_start = Instant::now();
+        let mut interrupted = false;
+        let mut timed_out = false;
+        let mut evaluated_at = None;
+        let time_limit = self.cfg.train.time_limit_s;
+        while self.step < total {
+            if self.stop.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            if time_limit > 0.0 && start.elapsed().as_secs_f64() >= time_limit {
+                timed_out = true;
+                break;
+            }
+            let (metrics, n) = self.train_step()?;
+            examples += n as u64;
+            window_examples += n as u64;
+            for (tag, v) in &metrics.scalars {
+                averages.add(tag, *v);
+            }
+            let loss = metrics.get("loss").unwrap_or(f64::NAN);
+            let step = self.step;
+            if let Some(logger) = self.logger.as_mut() {
+                for (tag, values) in &metrics.histograms {
+                    logger.histogram(&format!("train/{tag}"), values, step)?;
+                }
+            }
+            if step.is_multiple_of(self.cfg.log.every) || step == total {
+                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                if let Some(logger) = self.logger.as_mut() {
+                    for (tag, v) in averages.drain() {
+                        logger.scalar(&format!("train/{tag}"), v, step)?;
+                    }
+                    logger.scalar("perf/examples_per_s", window_examples as f64 / secs, step)?;
+                    logger.scalar("perf/elapsed_s", start.elapsed().as_secs_f64(), step)?;
+                    logger.flush()?;
+                } else {
+                    averages.drain();
+                }
+                window_examples = 0;
+                window_start = Instant::now();
+            }
+            let every = self.cfg.eval.every;
+            if every > 0 && step.is_multiple_of(every) && step < total {
+                self.run_eval()?;
+                evaluated_at = Some(step);
+            }
+            let ck = self.cfg.log.checkpoint_every;
+            if ck > 0 && step.is_multiple_of(ck) && step < total {
+                self.save_checkpoint()?;
+            }
+            if let Some(p) = self.progress.as_mut() {
+                let acc = self
+                    .last_eval
+                    .as_ref()
+                    .map(|r| r.mean_accuracy(ActMode::Greedy));
+                p(step, total, loss, acc);
+            }
+        }
+        if evaluated_at != Some(self.step) {
+            self.run_eval()?;
+        }
+        let checkpoint = self.save_checkpoint()?;
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush()?;
+        }
+        Ok(TrainSummary {
+            steps: self.step,
+            examples,
+            seconds: start.elapsed().as_secs_f64(),
+            interrupted,
+            timed_out,
+            eval: self.last_eval.clone(),
+            checkpoint,
+        })
+    }
+
+    /// Evaluates, logs, and feeds the greedy accuracy of the curriculum's level to it.
+    fn run_eval(&mut self) -> Result<(), RunError> {
+        let report = self.evaluate()?;
+        self.log_eval(&report)?;
+        if let DifficultySampler::Curriculum(c) = &self.sampler {
+            let level = c.level();
+            if let Some(acc) = report.accuracy(level, ActMode::Greedy) {
+                self.sampler.report(level, acc);
+            }
+            if let DifficultySampler::Curriculum(c) = &self.sampler {
+                let (level, step) = (c.level(), self.step);
+                if let Some(logger) = self.logger.as_mut() {
+                    logger.scalar("charts/curriculum_level", f64::from(level), step)?;
+                }
+            }
+        }
+        self.last_eval = Some(report);
+        Ok(())
+    }
+
+    /// Consumes the runner, returning the agent.
+    pub fn into_agent(self) -> A {
+        self.agent
+    }
+
+    /// The experience the agent declared (for displays).
+    pub fn experience(&self) -> Experience {
+        self.agent.experience()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algos::AnyAgent;
+    use crate::eval::EvalReport;
+
+    /// A small CoT run on Cycle(L=8), hops 1..3.
+    fn config(extra: &[&str]) -> RunConfig {
+        let text = r#"
+seed = 1
+[env]
+name = "cycle"
+length = 8
+[train]
+steps = 6
+batch_size = 16
+levels = [1, 2, 3]
+[algo]
+name = "cot_supervised"
+[model]
+heads = 2
+head_dim = 8
+mlp_factor = 2
+decoder_layers = 1
+[optim]
+lr = 3e-3
+warmup_steps = 2
+schedule = "cosine"
+[eval]
+every = 0
+episodes = 20
+examples = 1
+[log]
+every = 2
+"#;
+        let sets: Vec<_> = extra
+            .iter()
+            .map(|s| crate::config::Override::parse(s).unwrap())
+            .collect();
+        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+    }
+
+    fn runner(cfg: RunConfig) -> Runner<envs::AnyEnv, AnyAgent> {
+        let env = cfg.env.build().unwrap();
+        let agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu).unwrap();
+        Runner::new(cfg, env, agent).unwrap()
+    }
+
+    fn params(r: &Runner<envs::AnyEnv, AnyAgent>) -> Vec<(String, tch::Tensor)> {
+        r.agent().state()
+    }
+
+    #[test]
+    fn oracle_collection_groups_problems_and_is_seeded() {
+        let cfg = config(&[]);
+        let env = cfg.env.build().unwrap();
+        let sampler = cfg.train.sampler().unwrap();
+        let mut batch = Lockstep::new(&env, 0);
+        let mut ctx = Collector::new(&env, &mut batch, &sampler, 5, 42, 7);
+        let a = ctx.oracle().unwrap();
+        assert_eq!(a.len(), 5);
+        assert!(
+            a.solved.iter().all(|&s| s),
+            "the oracle solves every problem"
+        );
+        for i in 0..5 {
+            // hops H: H chain tokens, the marker, one answer token.
+            assert_eq!(a.lengths[i], a.difficulty[i] as usize + 2);
+        }
+        let envs = ctx.reset_problems(3).unwrap();
+        assert_eq!(envs.len(), 15);
+        for g in 0..5 {
+            let p = envs[3 * g].observation();
+            assert_eq!(envs[3 * g + 1].observation(), p);
+            assert_eq!(envs[3 * g + 2].observation(), p);
+        }
+        let mut batch2 = Lockstep::new(&env, 0);
+        let b = Collector::new(&env, &mut batch2, &sampler, 5, 42, 7)
+            .oracle()
+            .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn on_policy_collection_plays_k_samples_of_each_problem() {
+        let cfg = config(&[]);
+        let env = cfg.env.build().unwrap();
+        let mut agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu).unwrap();
+        let sampler = cfg.train.sampler().unwrap();
+        let mut batch = Lockstep::new(&env, 0);
+        let mut ctx = Collector::new(&env, &mut batch, &sampler, 4, 11, 12);
+        let ep = ctx.on_policy(&mut agent, 3, ActMode::Sample).unwrap();
+        assert_eq!((ep.len(), ep.samples_per_problem), (12, 3));
+        for g in 0..4 {
+            let first = ep.tokens.slice(ndarray::s![3 * g, 0, ..]);
+            for k in 1..3 {
+                assert_eq!(ep.tokens.slice(ndarray::s![3 * g + k, 0, ..]), first);
+            }
+        }
+        for i in 0..12 {
+            assert!(ep.lengths[i] >= 2, "at least ANSWER and one answer token");
+            for t in 0..ep.lengths[i] {
+                let a = ep.actions[[i, t]] as usize;
+                assert!(ep.action_mask[[i, t, a]], "the action was legal");
+                assert!(ep.log_probs[[i, t]] <= 0.0 && ep.entropies[[i, t]] >= 0.0);
+            }
+            for t in ep.lengths[i]..ep.max_len() {
+                assert_eq!(ep.actions[[i, t]], -1);
+            }
+            let reward: f32 = ep.rewards.row(i).sum();
+            assert_eq!(reward, f32::from(u8::from(ep.solved[i])));
+        }
+    }
+
+    /// Stopping at step 3 (what Ctrl-C does) checkpoints; resuming continues to the same
+    /// parameters as an uninterrupted run, bit for bit.
+    #[test]
+    fn stop_then_resume_matches_an_uninterrupted_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut straight = runner(config(&[]));
+        let s = straight.train().unwrap();
+        assert_eq!((s.steps, s.interrupted), (6, false));
+
+        let run_dir = dir.path().join("r");
+        let mut first = runner(config(&[])).with_run_dir(&run_dir).unwrap();
+        let stop = first.stop_flag();
+        first.set_progress(Box::new(move |step, _, _, _| {
+            if step == 3 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }));
+        let s1 = first.train().unwrap();
+        assert!(s1.interrupted);
+        assert_eq!(s1.steps, 3);
+        let ckpt = s1.checkpoint.expect("a checkpoint on stop");
+        assert!(ckpt.exists(), "{}", ckpt.display());
+        assert!(run_dir.join("config.toml").exists());
+        assert!(run_dir.join("metrics.jsonl").exists());
+
+        let mut second = runner(config(&[])).resume(&run_dir).unwrap();
+        assert_eq!(second.step(), 3);
+        let s2 = second.train().unwrap();
+        assert_eq!((s2.steps, s2.interrupted), (6, false));
+        for ((n1, t1), (n2, t2)) in params(&straight).iter().zip(params(&second).iter()) {
+            assert_eq!(n1, n2);
+            assert!(t1.equal(t2), "{n1} differs after resume");
+        }
+        let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+        assert!(metrics.contains("\"tag\":\"train/loss\""), "{metrics}");
+        assert!(metrics.contains("eval/accuracy/greedy/d3"), "{metrics}");
+    }
+
+    #[test]
+    fn resuming_with_a_different_model_names_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let mut r = runner(config(&["train.steps=1"]))
+            .with_run_dir(&run_dir)
+            .unwrap();
+        r.train().unwrap();
+        let err = runner(config(&["model.heads=4"]))
+            .resume(&run_dir)
+            .err()
+            .expect("a mismatched config is an error")
+            .to_string();
+        assert!(err.contains("model.heads: saved 2, current 4"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let mut r = runner(config(&["train.steps=1"]))
+            .with_run_dir(&run_dir)
+            .unwrap();
+        let path = r.train().unwrap().checkpoint.unwrap();
+        let tensors = path.with_extension("safetensors");
+        let mut bytes = std::fs::read(&tensors).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&tensors, bytes).unwrap();
+        let err = runner(config(&[]))
+            .resume(&run_dir)
+            .err()
+            .expect("a damaged checkpoint is an error")
+            .to_string();
+        assert!(err.contains("step-") && err.contains("CRC32"), "{err}");
+    }
+
+    #[test]
+    fn the_eval_report_covers_levels_and_modes() {
+        let mut r = runner(config(&["train.steps=1", "eval.episodes=7"]));
+        r.train().unwrap();
+        let rep: EvalReport = r.evaluate().unwrap();
+        assert_eq!(rep.levels(), vec![1, 2, 3]);
+        for d in 1..=3 {
+            for m in [ActMode::Greedy, ActMode::Sample] {
+                let l = rep.get(d, m).unwrap();
+                assert_eq!(l.episodes, 7);
+                assert!((0.0..=1.0).contains(&l.accuracy()));
+                assert_eq!(l.chain_lengths.len(), 7);
+            }
+        }
+        // Same seed, same problems, same greedy results.
+        assert_eq!(rep, r.evaluate().unwrap());
+    }
+}

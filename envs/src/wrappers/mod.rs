@@ -1,0 +1,5 @@
+//! Env wrappers: envs built from other envs.
+
+pub mod think;
+
+pub use think::{Think, ThinkConfig};
