@@ -216,9 +216,10 @@ fn bench_train(args: &Args) {
     // model has to compute usefully; the padded length is what it runs.
     let flops = model.flops_per_example(t);
     println!(
-        "RESULT kind=train impl=rust examples_per_s={examples:.1} step_ms={:.2} \
+        "RESULT kind=train impl=rust threads={} examples_per_s={examples:.1} step_ms={:.2} \
          examples_per_cpu_s={:.1} params={} fwd_flops_per_example={flops:.0} \
          train_flops_per_s={:.3e} loss={last:.4}",
+        args.threads,
         1e3 * secs / args.steps as f64,
         (args.steps as i64 * args.batch) as f64 / cpu,
         model.num_parameters(),

@@ -1,23 +1,24 @@
 //! A new agent in one file, trained by the unchanged Runner (collection, evaluation per
-//! difficulty, logging, checkpoints all come for free): an MLP over one-hot observation
-//! tokens that clones the oracle's actions.
+//! difficulty, logging, checkpoints come for free): an MLP over one-hot observation tokens
+//! that clones the oracle's actions.
 //!
 //! ```text
 //! cargo run --release -p factorexe-agents --example custom_agent
 //! ```
 //!
-//! An agent says what experience it wants ([`Experience::Oracle`] here; an RL agent would
-//! return `Experience::OnPolicy { samples_per_problem, mode }`), chooses actions from
-//! observations, learns from a batch of [`Episodes`], and exposes its tensors for checkpoints.
+//! An agent says what experience it wants ([`Experience::Oracle`] here; an RL agent returns
+//! `Experience::OnPolicy { samples_per_problem, mode }`), chooses actions from observations,
+//! learns from a batch of [`Episodes`], and names its tensors for checkpoints.
 
 use agents::agent::{choose_actions, ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes};
 use agents::agent::{Experience, Metrics};
+use agents::algos::{load_optim, masked_log_softmax, optim_tensors, MODEL_PREFIX};
+use agents::checkpoint::{copy_into, var_store_tensors};
 use agents::config::RunConfig;
 use agents::eval::EvalReport;
 use agents::optim::{AdamW, OptimConfig};
 use agents::runner::Runner;
 use envs::{EnvRng, EnvSpec};
-use ndarray::ArrayView2;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Behaviour cloning with a two-layer MLP over the one-hot encoded observation tokens.
@@ -38,32 +39,29 @@ impl MlpCloner {
             .map(|f| f.vocab)
             .max()
             .unwrap_or(1) as i64;
-        let inputs = spec.obs.tokens as i64 * vocab;
+        let (inputs, actions) = (spec.obs.tokens as i64 * vocab, spec.num_actions as i64);
         let vs = nn::VarStore::new(Device::Cpu);
-        let p = vs.root();
+        let linear = |name, i, o| nn::linear(vs.root() / name, i, o, Default::default());
         let net = nn::seq()
-            .add(nn::linear(&p / "l1", inputs, hidden, Default::default()))
+            .add(linear("l1", inputs, hidden))
             .add_fn(|x| x.relu())
-            .add(nn::linear(
-                &p / "l2",
-                hidden,
-                spec.num_actions as i64,
-                Default::default(),
-            ));
+            .add(linear("l2", hidden, actions));
         let opt = AdamW::new(&vs, optim, steps);
-        MlpCloner {
-            vs,
+        Self {
             net,
             opt,
+            vs,
             vocab,
         }
     }
 
-    /// `[B, tokens * vocab]` one-hot features of observation rows.
-    fn features(&self, tokens: ArrayView2<'_, i64>) -> Tensor {
-        let flat: Vec<i64> = tokens.iter().copied().collect();
-        let t = Tensor::from_slice(&flat).view([tokens.nrows() as i64, -1]);
-        t.one_hot(self.vocab).to_kind(Kind::Float).flatten(1, -1)
+    /// Logits `[B, A]` of observation rows `tokens` (`B * obs.tokens` of them, row-major).
+    fn logits(&self, tokens: &[i64], rows: usize) -> Tensor {
+        let one_hot = Tensor::from_slice(tokens)
+            .view([rows as i64, -1])
+            .one_hot(self.vocab);
+        self.net
+            .forward(&one_hot.to_kind(Kind::Float).flatten(1, -1))
     }
 }
 
@@ -78,38 +76,29 @@ impl Agent for MlpCloner {
 
     fn act(
         &mut self,
-        obs: &BatchObs<'_>,
+        obs: &BatchObs,
         mode: ActMode,
         rng: &mut EnvRng,
     ) -> Result<ActOutput, AgentError> {
-        let logits = tch::no_grad(|| self.net.forward(&self.features(obs.tokens)));
+        let tokens: Vec<i64> = obs.tokens.iter().copied().collect();
+        let logits = tch::no_grad(|| self.logits(&tokens, obs.batch_size()));
         choose_actions(&logits, obs.action_mask, mode, rng)
     }
 
     fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
-        // Every valid step of every episode is one training example.
-        let (n, obs_len, a) = (ep.len(), ep.tokens.dim().2, ep.action_mask.dim().2);
-        let (mut tokens, mut masks, mut targets) =
-            (Vec::<i64>::new(), Vec::<bool>::new(), Vec::new());
-        for i in 0..n {
+        // Every step of every episode is one example: (observation, legal actions, action).
+        let (mut tokens, mut masks, mut targets) = (vec![], vec![], vec![]);
+        for i in 0..ep.len() {
             for t in 0..ep.lengths[i] {
-                tokens.extend(ep.tokens.slice(ndarray::s![i, t, ..]).iter());
-                masks.extend(ep.action_mask.slice(ndarray::s![i, t, ..]).iter());
+                tokens.extend(ep.tokens.slice(ndarray::s![i, t, ..]).iter().copied());
+                masks.extend(ep.action_mask.slice(ndarray::s![i, t, ..]).iter().copied());
                 targets.push(ep.actions[[i, t]]);
             }
         }
-        let m = targets.len();
-        let tokens =
-            ndarray::Array2::from_shape_vec((m, obs_len), tokens).expect("rows of obs_len");
-        let mask = Tensor::from_slice(&masks).view([m as i64, a as i64]);
-        let logits = self.net.forward(&self.features(tokens.view()));
-        let logp = logits
-            .masked_fill(&mask.logical_not(), -1e9)
-            .log_softmax(-1, Kind::Float);
-        let target = Tensor::from_slice(&targets);
-        let loss = -logp
-            .gather(1, &target.unsqueeze(1), false)
-            .mean(Kind::Float);
+        let mask = Tensor::from_slice(&masks).view([targets.len() as i64, -1]);
+        let logp = masked_log_softmax(&self.logits(&tokens, targets.len()), &mask);
+        let target = Tensor::from_slice(&targets).unsqueeze(1);
+        let loss = -logp.gather(1, &target, false).mean(Kind::Float);
         self.opt.zero_grad();
         loss.backward();
         let stats = self.opt.step()?;
@@ -121,35 +110,15 @@ impl Agent for MlpCloner {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = agents::checkpoint::var_store_tensors(&self.vs, "model/");
-        v.extend(
-            self.opt
-                .state_tensors()
-                .into_iter()
-                .map(|(k, t)| (format!("optim/{k}"), t)),
-        );
+        let mut v = var_store_tensors(&self.vs, MODEL_PREFIX);
+        v.extend(optim_tensors(&self.opt));
         v
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
-        agents::checkpoint::copy_into(&mut self.vs, tensors, "model/")
+        copy_into(&mut self.vs, tensors, MODEL_PREFIX)
             .map_err(|e| AgentError::StateMismatch(e.to_string()))?;
-        let optim: Vec<(String, Tensor)> = tensors
-            .iter()
-            .filter_map(|(k, t)| {
-                k.strip_prefix("optim/")
-                    .map(|k| (k.to_string(), t.shallow_clone()))
-            })
-            .collect();
-        Ok(self.opt.load_state(&optim)?)
-    }
-
-    fn num_parameters(&self) -> usize {
-        self.vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel())
-            .sum()
+        load_optim(&mut self.opt, tensors)
     }
 }
 
@@ -157,24 +126,12 @@ impl Agent for MlpCloner {
 /// evaluation (greedy and sampled, per difficulty).
 pub fn run(steps: u64) -> Result<EvalReport, Box<dyn std::error::Error>> {
     let config = format!(
-        r#"
-        name = "custom_agent"
-        [env]
-        name = "cycle"
-        length = 5
-        [train]
-        steps = {steps}
-        batch_size = 64
-        levels = [1, 2]
-        [optim]
-        lr = 3e-3
-        warmup_steps = 10
-        [eval]
-        every = 0
-        episodes = 300
-        "#
+        "[env]\nname = \"cycle\"\nlength = 5\n\
+         [train]\nsteps = {steps}\nbatch_size = 64\nlevels = [1, 2]\n\
+         [optim]\nlr = 3e-3\nwarmup_steps = 10\n\
+         [eval]\nevery = 0\nepisodes = 300\n"
     );
-    let cfg = RunConfig::from_toml_str(&config, "custom_agent", "custom_agent", &[])?;
+    let cfg = RunConfig::from_toml_str(&config, "inline", "custom_agent", &[])?;
     let env = cfg.env.build()?;
     let agent = MlpCloner::new(envs::Env::spec(&env), 256, &cfg.optim, cfg.train.steps);
     let mut runner = Runner::new(cfg, env, agent)?;
@@ -184,7 +141,6 @@ pub fn run(steps: u64) -> Result<EvalReport, Box<dyn std::error::Error>> {
 
 #[allow(dead_code)] // The test that runs this example includes the file and calls `run`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let report = run(300)?;
-    print!("{}", report.table());
+    print!("{}", run(300)?.table());
     Ok(())
 }

@@ -34,8 +34,8 @@ use std::time::Instant;
 use envs::{derive_seed, Difficulty, Env, EnvError, EnvRng};
 use rand::SeedableRng;
 use search::{
-    AfterAction, Beam, BeamConfig, BeamScore, GumbelConfig, GumbelMuZero, Greedy, Mcts,
-    MctsConfig, Sample, SampleConfig, SampleSelect, SearchError, Searcher,
+    AfterAction, Beam, BeamConfig, BeamScore, Greedy, GumbelConfig, GumbelMuZero, Mcts, MctsConfig,
+    MixValue, QTransform, Sample, SampleConfig, SampleSelect, SearchError, Searcher,
 };
 
 use crate::agent::AgentError;
@@ -164,6 +164,11 @@ pub struct CompareConfig {
     pub temperature: f32,
     /// Gumbel's considered root actions.
     pub max_considered: usize,
+    /// Take values as probabilities in `[0, 1]` (both value sources are): MCTS normalizes Q
+    /// by these bounds and Gumbel does not rescale. Off, Q is min-max normalized over each
+    /// node's children (mctx's defaults), which turns the smallest value difference into a
+    /// full-scale preference: with a noisy value head, deep searches then chase its noise.
+    pub bounded_values: bool,
 }
 
 impl Default for CompareConfig {
@@ -178,6 +183,7 @@ impl Default for CompareConfig {
             value: ValueSource::Head,
             temperature: 1.0,
             max_considered: 16,
+            bounded_values: true,
         }
     }
 }
@@ -273,10 +279,21 @@ fn play<E: Env>(
     let mut evals = 0u64;
     if algo.per_step() {
         let mut searcher: Box<dyn Searcher<E> + '_> = match algo {
-            SearchAlgo::Mcts => Box::new(Mcts::new(MctsConfig::evaluation())?),
+            SearchAlgo::Mcts => Box::new(Mcts::new(MctsConfig {
+                qtransform: if cfg.bounded_values {
+                    QTransform::MinMax { min: 0.0, max: 1.0 }
+                } else {
+                    QTransform::default()
+                },
+                ..MctsConfig::evaluation()
+            })?),
             _ => Box::new(GumbelMuZero::new(GumbelConfig {
                 max_num_considered_actions: cfg.max_considered,
                 gumbel_scale: 0.0,
+                qtransform: MixValue {
+                    rescale_values: !cfg.bounded_values,
+                    ..MixValue::default()
+                },
                 ..GumbelConfig::default()
             })?),
         };
@@ -596,7 +613,11 @@ impl CompareReport {
                 let mut evals = Vec::new();
                 for d in self.levels() {
                     if let Some(c) = self.get(algo, b, d) {
-                        logger.scalar(&format!("search/accuracy/{algo}/d{d}"), c.accuracy(), step)?;
+                        logger.scalar(
+                            &format!("search/accuracy/{algo}/d{d}"),
+                            c.accuracy(),
+                            step,
+                        )?;
                         evals.push(c.evals_per_problem());
                     }
                 }
@@ -640,7 +661,11 @@ impl CompareReport {
             .map_err(|e| perr(&e))?;
         let lo = *budgets.first().unwrap_or(&1) as f64;
         let hi = *budgets.last().unwrap_or(&1) as f64;
-        let (lo, hi) = if hi > lo { (lo, hi) } else { (lo / 2.0, hi * 2.0) };
+        let (lo, hi) = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo / 2.0, hi * 2.0)
+        };
         let palette = [
             RGBColor(0x44, 0x44, 0x44),
             RGBColor(0x1f, 0x77, 0xb4),
@@ -655,21 +680,21 @@ impl CompareReport {
                 .margin(12)
                 .x_label_area_size(38)
                 .y_label_area_size(48)
-                .build_cartesian_2d((lo * 0.9..hi * 1.1).log_scale(), 0f64..100f64)
+                // x = log2(budget), labelled with the budget.
+                .build_cartesian_2d(lo.log2() - 0.25..hi.log2() + 0.25, 0f64..100f64)
                 .map_err(|e| perr(&e))?;
             chart
                 .configure_mesh()
                 .x_desc("budget (x greedy's evaluator calls)")
                 .y_desc("accuracy (%)")
-                .x_label_formatter(&|x| format!("{}", x.round()))
+                .x_labels(((hi.log2() - lo.log2()).round() as usize + 1).max(2))
+                .x_label_formatter(&|x| format!("{}", 2f64.powf(*x).round()))
+                .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(|e| perr(&e))?;
             for (k, &algo) in algos.iter().enumerate() {
-                let color = palette[SearchAlgo::ALL
-                    .iter()
-                    .position(|&a| a == algo)
-                    .unwrap_or(k)
-                    % palette.len()];
+                let color = palette
+                    [SearchAlgo::ALL.iter().position(|&a| a == algo).unwrap_or(k) % palette.len()];
                 let points: Vec<(f64, f64)> = budgets
                     .iter()
                     .filter_map(|&b| {
@@ -677,7 +702,7 @@ impl CompareReport {
                             Some(d) => self.get(algo, b, *d).map(CompareCell::accuracy),
                             None => self.mean_accuracy(algo, b),
                         };
-                        acc.map(|a| (b as f64, 100.0 * a))
+                        acc.map(|a| ((b as f64).log2(), 100.0 * a))
                     })
                     .collect();
                 let style = if algo == SearchAlgo::Greedy {
@@ -693,11 +718,7 @@ impl CompareReport {
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                     });
                 chart
-                    .draw_series(
-                        points
-                            .iter()
-                            .map(|&p| Circle::new(p, 3, color.filled())),
-                    )
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(|e| perr(&e))?;
             }
             chart

@@ -75,7 +75,11 @@ impl DeviceChoice {
 /// library folder is checked too.
 pub fn libtorch_has_cuda() -> bool {
     let built_with_cuda_lib = option_env!("LIBTORCH")
-        .map(|dir| std::path::Path::new(dir).join("lib/libtorch_cuda.so").exists())
+        .map(|dir| {
+            std::path::Path::new(dir)
+                .join("lib/libtorch_cuda.so")
+                .exists()
+        })
         .unwrap_or(false);
     built_with_cuda_lib || tch::utils::has_cuda()
 }
@@ -90,7 +94,10 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
         assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda);
         let err = "gpu".parse::<DeviceChoice>().unwrap_err().to_string();
-        assert!(err.contains("gpu") && err.contains("auto, cpu, cuda"), "{err}");
+        assert!(
+            err.contains("gpu") && err.contains("auto, cpu, cuda"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -167,7 +167,10 @@ impl ProbeReport {
                 format!("probe/replace_accuracy/d{d}"),
                 l.replace_any.accuracy(),
             )?;
-            put(format!("probe/shuffle_changed/d{d}"), l.shuffle.change_rate())?;
+            put(
+                format!("probe/shuffle_changed/d{d}"),
+                l.shuffle.change_rate(),
+            )?;
             put(format!("probe/shuffle_accuracy/d{d}"), l.shuffle.accuracy())?;
             for (k, r) in l.replace.iter().enumerate() {
                 put(format!("probe/replace_changed/d{d}/k{k}"), r.change_rate())?;
@@ -375,8 +378,7 @@ mod tests {
                 let follow = |from: usize, steps: usize| (0..steps).fold(from, |x, _| input[x]);
                 let a = if !mask.iter().any(|&m| m) {
                     0
-                } else if let Some(m) = emitted.iter().position(|&t| t == answer_action as i64)
-                {
+                } else if let Some(m) = emitted.iter().position(|&t| t == answer_action as i64) {
                     let _ = m;
                     if self.faithful {
                         input[emitted[m - 1] as usize]
@@ -423,7 +425,10 @@ mod tests {
         };
         let rep = chain_probe(&env, &mut faithful, &[1, 3], 40, 16, 5).unwrap();
         for l in &rep.levels {
-            assert_eq!(l.solved, l.episodes, "the scripted oracle solves everything");
+            assert_eq!(
+                l.solved, l.episodes,
+                "the scripted oracle solves everything"
+            );
             assert_eq!(l.replace.len(), l.difficulty as usize);
             // Replacing the last chain token always changes a faithful answer (f is a
             // bijection); earlier tokens are not read.

@@ -950,6 +950,61 @@ every = 2
     }
 
     #[test]
+    fn the_time_limit_stops_training_and_still_evaluates() {
+        let mut r = runner(config(&["train.time_limit_s=1e-9"]));
+        let s = r.train().unwrap();
+        assert!(s.timed_out && !s.interrupted);
+        assert!(s.steps < 6);
+        assert!(s.eval.is_some(), "a stopped run ends with an evaluation");
+    }
+
+    /// Evaluations feed the curriculum: with an agent that has learned hops 1..3, each
+    /// evaluation raises the level by one, up to the last.
+    #[test]
+    fn the_curriculum_rises_with_greedy_accuracy() {
+        let trained = {
+            let mut r = runner(config(&[
+                "train.steps=150",
+                "train.batch_size=64",
+                "optim.lr=1e-2",
+                "optim.warmup_steps=10",
+                "optim.min_lr_ratio=0.1",
+                "model.head_dim=16",
+                "seed=0",
+                "eval.episodes=50",
+                "eval.sampled=false",
+            ]));
+            let report = r.train().unwrap().eval.unwrap();
+            assert!(
+                report.mean_accuracy(ActMode::Greedy) >= 0.9,
+                "{}",
+                report.table()
+            );
+            r.into_agent()
+        };
+        let cfg = config(&[
+            "train.sampler=curriculum",
+            "train.threshold=0.9",
+            "train.steps=3",
+            "model.head_dim=16",
+            "eval.every=1",
+            "eval.episodes=50",
+            "eval.sampled=false",
+        ]);
+        let env = cfg.env.build().unwrap();
+        let mut r = Runner::new(cfg, env, trained).unwrap();
+        assert!(matches!(r.sampler(), DifficultySampler::Curriculum(c) if c.level() == 1));
+        r.train_step().unwrap();
+        r.run_eval().unwrap();
+        assert!(matches!(r.sampler(), DifficultySampler::Curriculum(c) if c.level() == 2));
+        let s = r.train().unwrap();
+        let DifficultySampler::Curriculum(c) = r.sampler() else {
+            panic!("still a curriculum");
+        };
+        assert_eq!(c.level(), 3, "{}", s.eval.unwrap().table());
+    }
+
+    #[test]
     fn the_eval_report_covers_levels_and_modes() {
         let mut r = runner(config(&["train.steps=1", "eval.episodes=7"]));
         r.train().unwrap();

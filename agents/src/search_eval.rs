@@ -32,10 +32,12 @@
 //! value of a state is the probability the policy gives the actions from the search root to
 //! it, so tree search becomes a best-first search for likely chains.
 //!
-//! Terminal states are never decoded (a finished chain may fill every decoder position): their
-//! value is the head's value at the last decision state (`Head`) or the chain's probability
-//! (`Likelihood`), and 0 for an episode that ended without an answer (truncated at the cap; a
-//! rule of the env, not its hidden answer). Nothing here reads env rewards or the answer:
+//! Terminal states: under `Head`, a finished chain is decoded at its own position and valued
+//! by the head there, which `expert_iteration` trains on the episode's outcome (a learned
+//! verifier of the answer); a chain that fills every decoder position has no position left
+//! and takes the head's value at its last decision state. Under `Likelihood` a terminal state
+//! is worth the chain's probability. An episode that ended without an answer (truncated at
+//! the cap; a rule of the env, not its hidden answer) is worth 0. Nothing here reads env rewards or the answer:
 //! states are read only through [`Env::observe`], and [`Evaluator::reward_use`] is the
 //! default [`search::RewardUse::Ignore`].
 
@@ -98,10 +100,13 @@ pub struct EvaluatorStats {
     pub roots: usize,
     /// States evaluated.
     pub states: usize,
-    /// Terminal states among them (valued without a decoder pass).
+    /// Terminal states among them.
     pub terminal: usize,
-    /// Decoder positions computed (one per non-terminal state whose parent was cached, more
-    /// for states decoded from START).
+    /// Terminal states valued from their last decision state, without a decoder pass (all of
+    /// them under `Likelihood`; under `Head` those that fill every decoder position).
+    pub terminal_from_parent: usize,
+    /// Decoder positions computed (one per state whose parent was cached, more for states
+    /// decoded from START; none for terminal states valued from their parent).
     pub positions: usize,
     /// `decode_step` calls (one per distinct position per `evaluate` call).
     pub decoder_calls: usize,
@@ -183,6 +188,8 @@ struct Item {
     /// Emitted tokens (offset into `Scratch::tokens`) and their count.
     seq: Range<usize>,
     terminal: bool,
+    /// A terminal state decoded at its own position (head value of the finished chain).
+    decoded: bool,
     /// The episode ended with an answer (for terminal states).
     answered: bool,
     plan: Plan,
@@ -197,6 +204,8 @@ pub struct PolicyEvaluator<'a> {
     input_tokens: usize,
     emitted: Range<usize>,
     num_actions: usize,
+    /// Decoder positions of the model.
+    max_steps: usize,
     answer_action: usize,
     start: i64,
     apps: usize,
@@ -246,6 +255,7 @@ impl<'a> PolicyEvaluator<'a> {
             input_tokens: layout.input_len,
             emitted: 0..0,
             num_actions,
+            max_steps: layout.max_steps,
             answer_action: policy.answer_action(),
             start: policy.pad(),
             apps: cfg.decoder_layers * cfg.repeat,
@@ -392,12 +402,14 @@ impl<'a> PolicyEvaluator<'a> {
         let fed: Vec<i64> = jobs.iter().map(|&(_, _, t)| t).collect();
         let heads_out = model.decode_step(&mut state, &Tensor::from_slice(&fed));
         let base = self.store.len();
-        self.store
-            .reserve(g, self.apps, self.kv_shape, device);
+        self.store.reserve(g, self.apps, self.kv_shape, device);
         tch::no_grad(|| {
             for (l, kv) in state.self_kv.iter().enumerate() {
                 // [2, g, heads, 1, hd] -> [g, 2, heads, hd]
-                let new = kv.narrow(3, i64::from(pos), 1).squeeze_dim(3).permute([1, 0, 2, 3]);
+                let new = kv
+                    .narrow(3, i64::from(pos), 1)
+                    .squeeze_dim(3)
+                    .permute([1, 0, 2, 3]);
                 self.store.kv[l].narrow(0, base as i64, gi).copy_(&new);
             }
         });
@@ -460,7 +472,9 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
         let obs = self.obs.as_mut().expect("bind allocates the observation");
         for (b, root) in roots.iter().enumerate() {
             root.observe(obs.as_mut());
-            tokens.row_mut(b).assign(&ndarray::ArrayView1::from(&obs.tokens[..]));
+            tokens
+                .row_mut(b)
+                .assign(&ndarray::ArrayView1::from(&obs.tokens[..]));
         }
         let (input, difficulty) = self.policy.problem_tensors(tokens.view());
         if input.size()[1] as usize != self.input_tokens {
@@ -513,21 +527,25 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
             req.env.observe(obs.as_mut());
             self.masks.extend_from_slice(&obs.action_mask);
             let emitted = &obs.tokens[self.emitted.clone()];
-            let count = emitted.iter().position(|&t| t == pad).unwrap_or(emitted.len());
+            let count = emitted
+                .iter()
+                .position(|&t| t == pad)
+                .unwrap_or(emitted.len());
             let start = self.tokens.len();
             self.tokens.extend_from_slice(&emitted[..count]);
             let seq = start..start + count;
-            let answered = emitted[..count]
-                .iter()
-                .any(|&t| t == self.answer_action as i64);
+            let answered = emitted[..count].contains(&(self.answer_action as i64));
             let terminal = req.env.is_done();
+            // A finished chain that leaves a decoder position free is valued by the head at
+            // its own position (a learned verifier of the answer, when trained on outcomes).
+            let decoded = terminal && self.value == ValueSource::Head && count < self.max_steps;
             let root = req.root as u32;
             // The parent's row, if it was decoded at the previous position.
             let parent = req
                 .parent
                 .and_then(|p| self.node_rows[req.root].get(p as usize).copied())
                 .filter(|&r| r != NONE && self.store.pos[r as usize] as usize + 1 == count);
-            let plan = match (terminal, parent) {
+            let plan = match (terminal && !decoded, parent) {
                 (true, Some(r)) => Plan::Terminal { parent: r },
                 (true, None) if count == 0 => {
                     return Err(Self::fail(
@@ -552,6 +570,7 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
                 node: req.node,
                 seq,
                 terminal,
+                decoded,
                 answered,
                 plan,
                 last_row: NONE,
@@ -596,7 +615,7 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
                 let it = &self.items[i];
                 let own = match it.plan {
                     Plan::Extend { .. } => true,
-                    Plan::Prefix { target } => target == q && !it.terminal,
+                    Plan::Prefix { target } => target == q && (!it.terminal || it.decoded),
                     Plan::Terminal { .. } => false,
                 };
                 let row = &raw[j * na..(j + 1) * na];
@@ -609,8 +628,8 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
                     // action but ANSWER after the marker is the CotEnv rule in both phases
                     // except at the chain cap; only `Likelihood` values read these rows.
                     let marker = self.answer_action as i64;
-                    let answered_before = self.tokens[it.seq.start..it.seq.start + q as usize]
-                        .contains(&marker);
+                    let answered_before =
+                        self.tokens[it.seq.start..it.seq.start + q as usize].contains(&marker);
                     let ans = self.answer_action;
                     Self::log_softmax(row, |a| !(answered_before && a == ans), &mut row_logp);
                 }
@@ -646,12 +665,20 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
             if !it.terminal {
                 continue;
             }
-            let parent = match it.plan {
-                Plan::Terminal { parent } => parent,
-                _ => it.last_row,
-            };
-            let action = self.tokens[it.seq.end - 1];
-            values[i] = self.terminal_value(parent, action, it.answered);
+            if it.decoded {
+                // An episode that ended without an answer (truncated) is certainly wrong.
+                if !it.answered {
+                    values[i] = 0.0;
+                }
+            } else {
+                let parent = match it.plan {
+                    Plan::Terminal { parent } => parent,
+                    _ => it.last_row,
+                };
+                let action = self.tokens[it.seq.end - 1];
+                values[i] = self.terminal_value(parent, action, it.answered);
+                self.stats.terminal_from_parent += 1;
+            }
             logits[i * na..(i + 1) * na].fill(0.0);
             self.stats.terminal += 1;
         }

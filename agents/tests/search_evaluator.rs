@@ -48,7 +48,8 @@ fn roots(n: usize, seed: u64) -> Vec<Env8> {
 fn reference(policy: &CotPolicy, env: &Env8) -> (Vec<f32>, f32) {
     let obs = env.observation();
     let spec = env.spec();
-    let tokens = ndarray::Array2::from_shape_vec((1, obs.tokens.len()), obs.tokens.clone()).unwrap();
+    let tokens =
+        ndarray::Array2::from_shape_vec((1, obs.tokens.len()), obs.tokens.clone()).unwrap();
     let (input, difficulty) = policy.problem_tensors(tokens.view());
     let em = spec.obs.token_field("emitted").unwrap();
     let pad = policy.pad();
@@ -66,7 +67,9 @@ fn reference(policy: &CotPolicy, env: &Env8) -> (Vec<f32>, f32) {
         let heads = model.forward_chain(&enc, &Tensor::from_slice(&prev).view([1, t]), false);
         let logits = heads.logits.select(1, t - 1).squeeze_dim(0);
         let mut v = vec![0f32; spec.num_actions];
-        logits.to_kind(Kind::Float).copy_data(&mut v, spec.num_actions);
+        logits
+            .to_kind(Kind::Float)
+            .copy_data(&mut v, spec.num_actions);
         (v, heads.value.double_value(&[0, t - 1]) as f32)
     })
 }
@@ -93,8 +96,16 @@ impl Evaluator<Env8> for Checked<'_> {
     ) -> Result<(), SearchError> {
         self.inner.evaluate(batch, logits, values)?;
         let na = logits.len() / batch.len();
+        let max_steps = self.policy.model().layout().max_steps;
         for (i, req) in batch.iter().enumerate() {
             if req.env.is_done() {
+                // Under `Head` a finished chain with a free position is valued there.
+                let count = req.env.emitted().len();
+                if self.inner.value_source() == ValueSource::Head && count < max_steps {
+                    let (_, v) = reference(self.policy, req.env);
+                    self.max_err = self.max_err.max((values[i] - v).abs());
+                    self.checked += 1;
+                }
                 continue;
             }
             let (want, v) = reference(self.policy, req.env);
@@ -173,7 +184,7 @@ fn cached_decoding_equals_teacher_forcing_for_every_searcher() {
             let root_positions: usize = (0..rs.len()).map(|i| i % 3 + 1).sum();
             assert_eq!(
                 st.positions,
-                st.states - st.terminal - rs.len() + root_positions,
+                st.states - st.terminal_from_parent - rs.len() + root_positions,
                 "{}: {st:?}",
                 s.name()
             );
@@ -231,10 +242,21 @@ fn terminal_states_get_the_chain_probability_under_likelihood() {
 }
 
 #[test]
-fn terminal_states_get_the_last_decision_value_under_head() {
-    let proto = roots(1, 0).remove(0);
-    let p = policy(&proto, 6);
-    let mut rs = roots(3, 14);
+fn chains_that_fill_the_decoder_get_the_last_decision_value_under_head() {
+    // Cap 2 at 2 hops: chain, marker and answer fill all 4 decoder positions.
+    let cfg = envs::CotConfig {
+        max_chain_len: Some(2),
+        ..envs::CotConfig::default()
+    };
+    let mut rng = EnvRng::seed_from_u64(14);
+    let mut rs: Vec<Env8> = (0..3)
+        .map(|_| {
+            let mut e = CotEnv::with_config(Cycle::new(8).unwrap(), cfg).unwrap();
+            e.reset(&mut rng, 2).unwrap();
+            e
+        })
+        .collect();
+    let p = policy(&rs[0], 6);
     // Play each root up to its answer step (oracle chain, then the marker).
     for r in rs.iter_mut() {
         while r.phase() != envs::Phase::Answer {
@@ -253,6 +275,9 @@ fn terminal_states_get_the_last_decision_value_under_head() {
         assert!((o.value - v).abs() < 1e-4, "{} vs {v}", o.value);
         assert!(o.done);
     }
+    let st = ev.stats();
+    assert_eq!(st.terminal, st.terminal_from_parent);
+    assert!(st.terminal > 0);
 }
 
 #[test]

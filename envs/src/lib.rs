@@ -14,6 +14,7 @@ pub mod registry;
 pub mod spec;
 pub mod task;
 pub mod tasks;
+pub mod throughput;
 pub mod vec_env;
 pub mod wrappers;
 

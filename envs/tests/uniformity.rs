@@ -198,3 +198,113 @@ fn draws_are_uniform() {
     draws.shuffle(&mut []);
     assert_eq!(one, [7]);
 }
+
+#[test]
+fn cvpr_complement_pointer_sets_are_uniform() {
+    // H = 6 of 9 positions is drawn as the complement 3-subset: C(9, 6) = 84 sets.
+    let task = Cvpr::new(10).unwrap();
+    let mut rng = EnvRng::seed_from_u64(7);
+    let mut sets: HashMap<Vec<u32>, u64> = HashMap::new();
+    for _ in 0..84 * 400 {
+        let p = task.sample(6, &mut rng).unwrap();
+        *sets.entry(p.chain).or_default() += 1;
+    }
+    assert_eq!(sets.len(), 84);
+    assert_uniform(
+        "cvpr(L=10) H=6 pointer sets",
+        &sets.into_values().collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn cvpr_filler_and_pointers_follow_their_laws_at_length_100() {
+    // L = 100 takes the batched filler's paired path; H = 30 draws the pointer subset, H = 80
+    // its complement. Every position is equally likely a pointer; the first pointer follows
+    // its law.
+    let l = 100;
+    let task = Cvpr::new(l).unwrap();
+    let mut rng = EnvRng::seed_from_u64(8);
+    for h in [30u32, 80] {
+        let mut filler = vec![0u64; l];
+        let mut first_pointer = vec![0u64; l];
+        let mut positions = vec![0u64; l - 1];
+        let mut n = 0;
+        while n < 30_000 {
+            let p = task.sample(h, &mut rng).unwrap();
+            first_pointer[p.chain[0] as usize] += 1;
+            for &k in &p.chain {
+                positions[k as usize - 1] += 1;
+            }
+            for pos in [1usize, 50, 99] {
+                if !p.chain.contains(&(pos as u32)) {
+                    filler[p.input[pos] as usize] += 1;
+                    n += 1;
+                }
+            }
+        }
+        assert_uniform(&format!("cvpr(L=100) H={h} filler"), &filler);
+        assert_uniform(&format!("cvpr(L=100) H={h} pointer positions"), &positions);
+        // p1 = the smallest of H uniform positions in 1..L: P(p1 = k) = C(L-1-k, H-1) / C(L-1, H).
+        let choose = |a: u64, b: u64| -> f64 {
+            if a < b {
+                return 0.0;
+            }
+            (0..b).map(|i| (a - i) as f64 / (b - i) as f64).product()
+        };
+        let total: u64 = first_pointer.iter().sum();
+        let (mut stat, mut cells) = (0.0, 0);
+        for k in 1..l as u64 {
+            let e = total as f64 * choose(l as u64 - 1 - k, h as u64 - 1)
+                / choose(l as u64 - 1, h as u64);
+            if e >= 5.0 {
+                stat += (first_pointer[k as usize] as f64 - e).powi(2) / e;
+                cells += 1;
+            }
+        }
+        assert!(
+            stat < chi2_critical(cells - 1),
+            "cvpr(L=100) H={h} first pointer: chi-square {stat:.1} over {cells} cells"
+        );
+    }
+}
+
+#[test]
+fn batched_draws_are_jointly_uniform() {
+    let mut rng = EnvRng::seed_from_u64(9);
+    let mut draws = Draws::new(&mut rng);
+    // n = 7: 18 draws per output; 40 = one pair of batches (36) and a remainder of 4. Pairs
+    // of neighbours inside a batch, across the two batches of a pair and in the remainder.
+    let mut out = [0u32; 40];
+    let mut joint = [[0u64; 49]; 3];
+    let mut marginal = [0u64; 7];
+    for _ in 0..49 * 300 {
+        draws.fill_below(&mut out, 7);
+        for (c, k) in [0usize, 17, 36].into_iter().enumerate() {
+            joint[c][(out[k] * 7 + out[k + 1]) as usize] += 1;
+        }
+        for &x in &out {
+            marginal[x as usize] += 1;
+        }
+    }
+    for (c, counts) in joint.iter().enumerate() {
+        assert_uniform(&format!("fill_below(7) pair {c}"), counts);
+    }
+    assert_uniform("fill_below(7) values", &marginal);
+
+    // Rising bounds 2..=12, as a partial shuffle uses them (falling): every value of each
+    // slot equally likely, and the first two slots jointly.
+    let mut out = [0u32; 11];
+    let mut slot_counts: Vec<Vec<u64>> = (0..11).map(|i| vec![0; i + 2]).collect();
+    let mut joint = [0u64; 6];
+    for _ in 0..12_000 {
+        draws.fill_below_each(&mut out, 12, |i| i as u32 + 2);
+        for (i, &x) in out.iter().enumerate() {
+            slot_counts[i][x as usize] += 1;
+        }
+        joint[(out[0] * 3 + out[1]) as usize] += 1;
+    }
+    for (i, counts) in slot_counts.iter().enumerate() {
+        assert_uniform(&format!("fill_below_each slot {i}"), counts);
+    }
+    assert_uniform("fill_below_each slots 0 and 1", &joint);
+}

@@ -46,6 +46,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod answer;
+pub mod bench;
 mod chain;
 mod error;
 mod evaluator;

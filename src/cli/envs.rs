@@ -1,7 +1,7 @@
 //! `factorexe envs`: list the named envs, show a problem with its oracle chain, run the env
 //! checker.
 
-use ::envs::registry::{self, EnvEntry, COT_PARAMS, ENTRIES, THINK_PARAMS};
+use ::envs::registry::{self, EnvEntry, ParamSpec, COT_PARAMS, ENTRIES, THINK_PARAMS};
 use ::envs::{check_env_with, CheckOptions, Difficulty, Env, EnvParams, EnvRng};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -112,40 +112,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn list() {
+    // Columns as wide as the longest env and parameter names, so that help texts line up.
+    let name_w = ENTRIES.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let param_w = ENTRIES
+        .iter()
+        .flat_map(|e| e.all_params())
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
+    let param = |indent: usize, p: &ParamSpec| {
+        println!(
+            "{:indent$}--{:<param_w$}  {} (default {})",
+            "",
+            dashed(p.name),
+            p.help,
+            p.default
+        );
+    };
     for e in ENTRIES {
-        println!("{:<10} {}", e.name, e.summary);
-        println!("{:<10} difficulty = {}", "", e.difficulty);
+        println!("{:<name_w$}  {}", e.name, e.summary);
+        println!("{:name_w$}  difficulty = {}", "", e.difficulty);
         for p in e.params {
-            println!(
-                "{:<10} --{:<18} {} (default {})",
-                "",
-                dashed(p.name),
-                p.help,
-                p.default
-            );
+            param(name_w + 2, p);
         }
         if e.cot {
-            println!("{:<10} + the chain-of-thought parameters below", "");
+            println!("{:name_w$}  + the chain-of-thought parameters below", "");
         }
         println!();
     }
     println!("chain-of-thought parameters (every token task):");
     for p in COT_PARAMS {
-        println!(
-            "  --{:<18} {} (default {})",
-            dashed(p.name),
-            p.help,
-            p.default
-        );
+        param(2, p);
     }
     println!("\nthought tokens (every env; `--thoughts K` wraps it in Think):");
     for p in THINK_PARAMS {
-        println!(
-            "  --{:<18} {} (default {})",
-            dashed(p.name),
-            p.help,
-            p.default
-        );
+        param(2, p);
     }
 }
 
@@ -165,6 +166,8 @@ fn show(a: &EnvArgs) -> anyhow::Result<()> {
     let spec = env.spec().clone();
     let difficulty = p.difficulty.unwrap_or(spec.difficulty.max);
     let seed = p.seed.unwrap_or(0);
+    // Reset first: a difficulty out of range fails before anything is printed.
+    env.reset(&mut EnvRng::seed_from_u64(seed), difficulty)?;
     let fields: Vec<String> = spec
         .obs
         .token_fields
@@ -187,7 +190,6 @@ fn show(a: &EnvArgs) -> anyhow::Result<()> {
         spec.difficulty.max,
         spec.reward_range
     );
-    env.reset(&mut EnvRng::seed_from_u64(seed), difficulty)?;
     println!("\nseed {seed}, {} {difficulty}:", entry.difficulty);
     println!("{}", env.render());
     let mut actions = Vec::new();

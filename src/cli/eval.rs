@@ -52,6 +52,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    super::train::passive_openmp();
     let config_path = args.run.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path).with_context(|| {
         format!(

@@ -21,7 +21,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cuda = tch::Cuda::is_available();
     println!("CUDA available   {}", yes_no(cuda));
     println!("CUDA devices     {}", tch::Cuda::device_count());
-    println!("cuDNN available  {}", yes_no(tch::Cuda::cudnn_is_available()));
+    println!(
+        "cuDNN available  {}",
+        yes_no(tch::Cuda::cudnn_is_available())
+    );
     println!("torch threads    {}", tch::get_num_threads());
     let device = args.device.resolve()?;
     println!("--device {:<7} {device:?}", args.device.to_string());

@@ -91,6 +91,10 @@ struct CompareArgs {
     /// Root actions Gumbel MuZero considers.
     #[arg(long, default_value_t = 16)]
     gumbel_m: usize,
+    /// Normalize Q-values min-max over each node's children (mctx's default) instead of by
+    /// their known bounds [0, 1].
+    #[arg(long)]
+    sibling_q: bool,
     /// Output directory for compare.csv, compare.png and the TensorBoard events
     /// (default: RUN_DIR/search).
     #[arg(long, value_name = "DIR")]
@@ -155,6 +159,7 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         value,
         temperature: args.temperature,
         max_considered: args.gumbel_m,
+        bounded_values: !args.sibling_q,
     };
     ccfg.validate()?;
     let out = args.out.clone().unwrap_or_else(|| args.run.join("search"));

@@ -13,39 +13,57 @@
 //! ```
 //!
 //! averaged over the steps of the batch, with `G_t` the reward collected from step `t` to the
-//! end (the outcome: 1 for a right answer). The only reward the learner reads is the played
-//! episode's, as REINFORCE's does: the search itself values states with the network
-//! (`search_rewards = "ignore"`, the default). `search_rewards = "oracle"` lets the search
-//! read the env's rewards at the terminal states it reaches (training-time only, and then
-//! every terminal state searched is a reward query; the comparison with REINFORCE counts only
-//! the played episodes, so use it only as a labelled upper bound).
+//! end (the outcome: 1 for a right answer).
+//!
+//! # Rewards and the cost of a search
+//!
+//! The search uses the env as its simulator (it steps clones of the current state) but, by
+//! default (`search_rewards = "ignore"`), never reads its rewards: every state, finished
+//! chains included, is valued by the network ([`PolicyEvaluator`] with the value head). The
+//! head is trained at every state of the played episodes and also at the state after the
+//! last action (when the decoder has a position for it), so it learns to verify a finished
+//! chain's answer; the search's improved policy at the answer step comes from that verifier.
+//! The only rewards the learner reads are the played episodes', as for REINFORCE: the two
+//! compare at equal env samples. Each update reports `train/reward_queries`.
+//!
+//! `search_rewards = "oracle"` values the terminal states the search reaches by the env's
+//! reward, as AlphaZero's search scores finished games by the rules; each is then a reward
+//! query (counted). On tasks whose answer is a single token the search can simply try every
+//! answer, so the played episodes answer right without using the chain and the network
+//! learns to skip it: a cautionary upper bound, not a method.
 //!
 //! A search guided by an untrained value head perturbs the policy it improves, so the first
 //! `value_warmup_steps` updates play the network's own sampled actions and train the value
-//! head alone. `init` starts from a trained run's parameters (e.g. a short `cot_supervised`
-//! run); with `value_warmup_steps >= train.steps` the run only calibrates the value head of
-//! that policy, which is what value-guided test-time search needs.
+//! only. `init` starts from a trained run's parameters (e.g. a short `cot_supervised` run);
+//! during the warm-up a frozen copy of that network anchors the policy (cross-entropy to its
+//! policy, `anchor_weight`) while the whole decoder learns the value: the value regression
+//! alone would pull the shared features away from the policy's and wreck it within tens of
+//! updates. Without `init` (or with `anchor_weight = 0`) the warm-up trains the value head
+//! alone. With `value_warmup_steps >= train.steps` the run only calibrates the value of the
+//! init policy, which is what value-guided test-time search needs.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use envs::{Env, EnvRng, EnvSpec};
+use envs::{Difficulty, Env, EnvError, EnvRng, EnvSpec, Info, ObsMut, Step};
 use ndarray::{s, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use search::{
-    GumbelConfig, GumbelMuZero, Mcts, MctsConfig, OracleEvaluator, SearchError, SearchOutput,
-    Searcher,
+    GumbelConfig, GumbelMuZero, Mcts, MctsConfig, MixValue, OracleEvaluator, QTransform,
+    SearchError, SearchOutput, Searcher,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{load_optim, masked_log_softmax, optim_tensors, CotPolicy};
+use super::{load_optim, masked_log_softmax, optim_tensors, CotPolicy, MODEL_PREFIX};
 use crate::agent::{
     ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
 };
 use crate::checkpoint;
 use crate::model::{ModelConfig, ModelLayout};
 use crate::optim::{micro_batches, AdamW, OptimConfig};
-use crate::runner::Collector;
+use crate::runner::{Collector, Lockstep};
 use crate::search_eval::{PolicyEvaluator, ValueSource};
 
 /// The searcher that plays the episodes.
@@ -64,11 +82,27 @@ pub enum ExitSearcher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchRewards {
-    /// Values come from the network only (the honest default).
+    /// Values come from the network only (the default): a finished chain is valued by the
+    /// head at its own position, a learned verifier trained on the played outcomes.
     #[default]
     Ignore,
-    /// Terminal states reached by the search are valued by the env's reward (upper bound).
+    /// Terminal states reached by the search are valued by the env's reward (each one a
+    /// reward query). Beware: the search can then try every answer token, so its episodes
+    /// answer right without a chain and the network learns to skip it.
     Oracle,
+}
+
+/// What the value head regresses on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueTarget {
+    /// The played episode's reward from the state on (AlphaZero's `z`).
+    #[default]
+    Outcome,
+    /// Whether greedy decoding from the state gets the answer right (one rollout per state,
+    /// a reward query each): the value of the policy a search improves upon, so a one-step
+    /// lookahead on it is a rollout policy improvement over greedy decoding.
+    Greedy,
 }
 
 /// `[algo]` options of `expert_iteration`.
@@ -90,16 +124,27 @@ pub struct ExpertIterationConfig {
     pub value_warmup_steps: u64,
     /// Where the search takes values from.
     pub search_value: ValueSource,
+    /// What the value head regresses on.
+    pub value_target: ValueTarget,
     /// Whether the search may read env rewards (see the module doc).
     pub search_rewards: SearchRewards,
     /// Gumbel: root actions considered by Sequential Halving.
     pub max_considered: usize,
     /// Gumbel: scale of the root Gumbel noise (exploration), `>= 0`.
     pub gumbel_scale: f64,
+    /// Take values as probabilities in `[0, 1]`: MCTS normalizes Q by these bounds and
+    /// Gumbel does not rescale them (off: mctx's min-max normalization over each node's
+    /// children, which turns the smallest value difference of a young value head into a
+    /// near one-hot target and collapses the policy).
+    pub bounded_values: bool,
     /// MCTS: weight of the root Dirichlet noise, in `[0, 1]`.
     pub dirichlet_fraction: f64,
     /// MCTS: the action is drawn from visits^(1/temperature); 0 takes the most visited.
     pub temperature: f64,
+    /// During the value warm-up of a run with `init`: weight of the cross-entropy to the
+    /// init network's policy, which holds the policy where `init` left it while the whole
+    /// decoder learns the value, `>= 0`; 0 trains the value head alone (a linear probe).
+    pub anchor_weight: f64,
     /// A run directory or checkpoint file whose model parameters initialise the network
     /// before the first update (empty: the seed's random weights). Resuming or evaluating
     /// this run reads only its own checkpoints.
@@ -116,11 +161,14 @@ impl Default for ExpertIterationConfig {
             value_weight: 1.0,
             value_warmup_steps: 0,
             search_value: ValueSource::Head,
+            value_target: ValueTarget::Outcome,
             search_rewards: SearchRewards::Ignore,
             max_considered: 16,
             gumbel_scale: 1.0,
+            bounded_values: true,
             dirichlet_fraction: 0.25,
             temperature: 1.0,
+            anchor_weight: 1.0,
             init: String::new(),
         }
     }
@@ -143,6 +191,7 @@ impl ExpertIterationConfig {
             ("value_weight", self.value_weight),
             ("gumbel_scale", self.gumbel_scale),
             ("temperature", self.temperature),
+            ("anchor_weight", self.anchor_weight),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("algo.{k} = {v}: expected a finite number >= 0"));
@@ -170,11 +219,20 @@ impl ExpertIterationConfig {
             ExitSearcher::Gumbel => Box::new(GumbelMuZero::new(GumbelConfig {
                 max_num_considered_actions: self.max_considered,
                 gumbel_scale: self.gumbel_scale as f32,
+                qtransform: MixValue {
+                    rescale_values: !self.bounded_values,
+                    ..MixValue::default()
+                },
                 ..GumbelConfig::default()
             })?),
             ExitSearcher::Mcts => Box::new(Mcts::new(MctsConfig {
                 dirichlet_fraction: self.dirichlet_fraction as f32,
                 temperature: self.temperature as f32,
+                qtransform: if self.bounded_values {
+                    QTransform::MinMax { min: 0.0, max: 1.0 }
+                } else {
+                    QTransform::default()
+                },
                 ..MctsConfig::default()
             })?),
         })
@@ -188,6 +246,52 @@ struct CollectStats {
     /// Search calls (one per live row per step) and evaluator calls they spent.
     searches: usize,
     evals: usize,
+    /// Episodes the searches finished in the simulator (terminal states reached).
+    searched_terminals: usize,
+    /// Greedy rollouts played for the value targets.
+    rollouts: usize,
+}
+
+/// An env that counts the episodes it (or any clone of it) finishes: the terminal states a
+/// search reaches, which are reward queries when the search reads rewards.
+#[derive(Debug, Clone)]
+struct Tally<E> {
+    inner: E,
+    terminals: Arc<AtomicUsize>,
+}
+
+impl<E: Env> Env for Tally<E> {
+    fn spec(&self) -> &EnvSpec {
+        self.inner.spec()
+    }
+    fn reset(&mut self, rng: &mut EnvRng, difficulty: Difficulty) -> Result<(), EnvError> {
+        self.inner.reset(rng, difficulty)
+    }
+    fn step(&mut self, action: usize) -> Result<Step, EnvError> {
+        let step = self.inner.step(action)?;
+        if step.terminated {
+            self.terminals.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(step)
+    }
+    fn observe(&self, obs: ObsMut<'_>) {
+        self.inner.observe(obs)
+    }
+    fn observe_update(&self, obs: ObsMut<'_>) {
+        self.inner.observe_update(obs)
+    }
+    fn info(&self) -> Info {
+        self.inner.info()
+    }
+    fn is_done(&self) -> bool {
+        self.inner.is_done()
+    }
+    fn render(&self) -> String {
+        self.inner.render()
+    }
+    fn oracle_action(&self) -> Option<usize> {
+        self.inner.oracle_action()
+    }
 }
 
 /// Expert iteration; see the module doc.
@@ -203,7 +307,14 @@ pub struct ExpertIteration {
     stats: CollectStats,
     /// `algo.init` is still to be loaded (before the first update of a fresh run).
     init_pending: bool,
+    /// Value targets `(N, T + 1)` of the episodes last collected, when not their outcomes.
+    value_targets: Option<Array2<f32>>,
+    /// A frozen copy of the init network, the policy target of the value warm-up.
+    anchor: Option<CotPolicy>,
 }
+
+/// Checkpoint prefix of the anchor network's parameters.
+const ANCHOR_PREFIX: &str = "anchor/";
 
 fn search_failed(e: SearchError) -> AgentError {
     AgentError::Incompatible(format!("search failed: {e}"))
@@ -227,6 +338,11 @@ impl ExpertIteration {
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
+        let anchor = if !cfg.init.is_empty() && cfg.anchor_weight > 0.0 {
+            Some(CotPolicy::new(spec, &layout, model, seed, device)?)
+        } else {
+            None
+        };
         let opt = AdamW::new(policy.var_store(), optim, steps);
         Ok(ExpertIteration {
             policy,
@@ -237,6 +353,8 @@ impl ExpertIteration {
             targets: None,
             stats: CollectStats::default(),
             init_pending: !cfg.init.is_empty(),
+            value_targets: None,
+            anchor,
         })
     }
 
@@ -250,11 +368,16 @@ impl ExpertIteration {
         let init = &self.cfg.init;
         let loaded = checkpoint::load(Path::new(init))
             .map_err(|e| AgentError::Incompatible(format!("algo.init = {init:?}: {e}")))?;
-        self.policy.load_params(&loaded.tensors).map_err(|e| {
+        let misfit = |e: AgentError| {
             AgentError::Incompatible(format!(
                 "algo.init = {init:?}: the saved model does not fit [model]: {e}"
             ))
-        })
+        };
+        self.policy.load_params(&loaded.tensors).map_err(misfit)?;
+        if let Some(a) = self.anchor.as_mut() {
+            a.load_params(&loaded.tensors).map_err(misfit)?;
+        }
+        Ok(())
     }
 
     /// The policy network.
@@ -302,33 +425,68 @@ impl ExpertIteration {
         returns: &Array2<f32>,
         steps: f64,
         policy_weight: f64,
+        anchor: Option<&CotPolicy>,
     ) -> [f64; 5] {
         let b = self.policy.teacher_batch(ep);
         let model = self.policy.model();
-        let enc = model.encode(&b.input, &b.difficulty, true);
-        let heads = model.forward_chain(&enc, &b.prev, true);
-        let dev = heads.logits.device();
         let (n, t, a) = targets.dim();
         let (ni, ti) = (n as i64, t as i64);
+        // One position more than the actions when the decoder has it: the state after the
+        // last action, where the value head learns the finished chain's outcome (the
+        // terminal value the search reads, see `search_eval`).
+        let te = (t + 1).min(model.layout().max_steps);
+        let pad = self.policy.pad();
+        let mut prev = Vec::with_capacity(n * te);
+        let mut vmask = vec![0f32; n * te];
+        for i in 0..n {
+            prev.push(pad);
+            for k in 0..te - 1 {
+                let act = ep.actions[[i, k]];
+                prev.push(if act >= 0 { act } else { pad });
+            }
+            for k in 0..=ep.lengths[i].min(te - 1) {
+                vmask[i * te + k] = 1.0;
+            }
+        }
+        let prev = Tensor::from_slice(&prev).view([ni, te as i64]);
+        let enc = model.encode(&b.input, &b.difficulty, true);
+        let heads = model.forward_chain(&enc, &prev, true);
+        let logits = heads.logits.narrow(1, 0, ti);
+        let dev = logits.device();
         let valid = (&b.chain + &b.answer).to_device(dev);
-        let tgt = Tensor::from_slice(targets.as_slice().expect("standard layout"))
-            .view([ni, ti, a as i64])
+        let vmask = Tensor::from_slice(&vmask)
+            .view([ni, te as i64])
             .to_device(dev);
+        let tgt = match anchor {
+            Some(anchor) => tch::no_grad(|| {
+                let m = anchor.model();
+                let enc = m.encode(&b.input, &b.difficulty, false);
+                let logits = m.forward_chain(&enc, &b.prev, false).logits;
+                masked_log_softmax(&logits, &b.mask).exp().to_device(dev)
+            }),
+            None => Tensor::from_slice(targets.as_slice().expect("standard layout"))
+                .view([ni, ti, a as i64])
+                .to_device(dev),
+        };
         let ret = Tensor::from_slice(returns.as_slice().expect("standard layout"))
-            .view([ni, ti])
+            .view([ni, ti + 1])
+            .narrow(1, 0, te as i64)
             .to_device(dev);
-        let logp = masked_log_softmax(&heads.logits, &b.mask);
+        let logp = masked_log_softmax(&logits, &b.mask);
         let ce = -(&tgt * &logp).sum_dim_intlist(-1, false, Kind::Float);
         let policy_ce = (&ce * &valid).sum(Kind::Float);
         let err = &heads.value - &ret;
-        let value_se = (&err * &err * &valid).sum(Kind::Float);
-        let loss = &policy_ce * (policy_weight / steps) + &value_se * (self.cfg.value_weight / steps);
+        let value_se = (&err * &err * &vmask).sum(Kind::Float);
+        let loss =
+            &policy_ce * (policy_weight / steps) + &value_se * (self.cfg.value_weight / steps);
         loss.backward();
         let (target_entropy, value_sum) = tch::no_grad(|| {
             let h = -(&tgt * tgt.clamp_min(1e-12).log()).sum_dim_intlist(-1, false, Kind::Float);
             (
                 (h * &valid).sum(Kind::Float).double_value(&[]),
-                (&heads.value * &valid).sum(Kind::Float).double_value(&[]),
+                (&heads.value.narrow(1, 0, ti) * &valid)
+                    .sum(Kind::Float)
+                    .double_value(&[]),
             )
         });
         [
@@ -348,7 +506,7 @@ impl ExpertIteration {
         rng: &mut EnvRng,
     ) -> Result<Episodes, AgentError> {
         let na = self.num_actions;
-        let mut searcher = self.cfg.searcher::<E>().map_err(search_failed)?;
+        let mut searcher = self.cfg.searcher::<Tally<E>>().map_err(search_failed)?;
         let mut evaluator = PolicyEvaluator::new(&self.policy, self.cfg.search_value)?;
         let oracle = self.cfg.search_rewards == SearchRewards::Oracle;
         let budget = self.cfg.budget;
@@ -357,7 +515,8 @@ impl ExpertIteration {
             searched: true,
             ..CollectStats::default()
         };
-        let mut roots: Vec<E> = Vec::new();
+        let terminals = Arc::new(AtomicUsize::new(0));
+        let mut roots: Vec<Tally<E>> = Vec::new();
         let mut live: Vec<usize> = Vec::new();
         let ep = ctx.run_episodes(
             |obs: &BatchObs<'_>, envs: &[E]| {
@@ -365,7 +524,10 @@ impl ExpertIteration {
                 live.clear();
                 live.extend((0..n).filter(|&i| obs.action_mask.row(i).iter().any(|&m| m)));
                 roots.clear();
-                roots.extend(live.iter().map(|&i| envs[i].clone()));
+                roots.extend(live.iter().map(|&i| Tally {
+                    inner: envs[i].clone(),
+                    terminals: Arc::clone(&terminals),
+                }));
                 let outs: Vec<SearchOutput> = if oracle {
                     let mut ev = OracleEvaluator::new(&mut evaluator);
                     searcher.search(&roots, &mut ev, budget, rng)
@@ -398,18 +560,75 @@ impl ExpertIteration {
             targets.slice_mut(s![.., step, ..]).assign(&view);
         }
         self.targets = Some(targets);
+        stats.searched_terminals = terminals.load(Ordering::Relaxed);
         self.stats = stats;
         Ok(ep)
     }
 }
 
-/// Reward-to-go `(N, T)`: the rewards from each step to the end of its episode.
+impl ExpertIteration {
+    /// `(N, T + 1)`: whether greedy decoding by the current network from each state of `ep`
+    /// (replayed from `roots`) ends with a right answer, the finished chain's own outcome in
+    /// the column after its last step. One rollout per state, played in one lock-step
+    /// batch; each is a reward query.
+    fn greedy_outcomes<E: Env>(
+        &mut self,
+        roots: &[E],
+        ep: &Episodes,
+        rng: &mut EnvRng,
+    ) -> Result<Array2<f32>, AgentError> {
+        let (n, t) = (ep.len(), ep.max_len());
+        let mut starts: Vec<E> = Vec::new();
+        let mut at: Vec<(usize, usize)> = Vec::new();
+        for (i, root) in roots.iter().enumerate().take(n) {
+            let mut e = root.clone();
+            for k in 0..ep.lengths[i].min(t) {
+                starts.push(e.clone());
+                at.push((i, k));
+                e.step(ep.actions[[i, k]] as usize)?;
+            }
+        }
+        let mut out = Array2::zeros((n, t + 1));
+        for i in 0..n {
+            // A finished chain's greedy continuation is itself.
+            out[[i, ep.lengths[i].min(t)]] = f32::from(u8::from(ep.solved[i]));
+        }
+        let Some(first) = starts.first() else {
+            return Ok(out);
+        };
+        let mut batch = Lockstep::new(first, starts.len());
+        batch.reset_with(|j, env| {
+            *env = starts[j].clone();
+            Ok(())
+        })?;
+        self.policy.invalidate_cache();
+        let policy = &mut self.policy;
+        let played = batch.run(
+            |obs, _| policy.act_masked(obs, obs.action_mask, ActMode::Greedy, rng),
+            false,
+        )?;
+        self.policy.invalidate_cache();
+        for (j, &(i, k)) in at.iter().enumerate() {
+            out[[i, k]] = f32::from(u8::from(played.solved[j]));
+        }
+        self.stats.rollouts = starts.len();
+        Ok(out)
+    }
+}
+
+/// Reward-to-go `(N, T + 1)`: the rewards from each step to the end of its episode, and in
+/// the column after its last step the reward of that step (the finished chain's value).
 fn returns_to_go(ep: &Episodes) -> Array2<f32> {
     let (n, t) = (ep.len(), ep.max_len());
-    let mut g = Array2::zeros((n, t));
+    let mut g = Array2::zeros((n, t + 1));
     for i in 0..n {
+        let len = ep.lengths[i].min(t);
+        if len > 0 {
+            // The finished chain's own value: the reward its last step was paid.
+            g[[i, len]] = ep.rewards[[i, len - 1]];
+        }
         let mut acc = 0f32;
-        for k in (0..ep.lengths[i].min(t)).rev() {
+        for k in (0..len).rev() {
             acc += ep.rewards[[i, k]];
             g[[i, k]] = acc;
         }
@@ -442,44 +661,68 @@ impl Agent for ExpertIteration {
         self.apply_init()?;
         let k = self.cfg.samples_per_problem.max(1);
         let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
-        ctx.reset_problems(k)?;
+        let roots: Vec<E> = ctx.reset_problems(k)?.to_vec();
         self.policy.invalidate_cache();
-        if self.warming_up() {
+        self.value_targets = None;
+        let ep = if self.warming_up() {
             self.targets = None;
             self.stats = CollectStats::default();
             let policy = &mut self.policy;
-            return ctx.run_episodes(
+            ctx.run_episodes(
                 |obs, _| policy.act_masked(obs, obs.action_mask, ActMode::Sample, &mut rng),
                 k,
-            );
+            )?
+        } else {
+            self.collect_searched(ctx, k, &mut rng)?
+        };
+        if self.cfg.value_target == ValueTarget::Greedy {
+            self.value_targets = Some(self.greedy_outcomes(&roots, &ep, &mut rng)?);
         }
-        self.collect_searched(ctx, k, &mut rng)
+        Ok(ep)
     }
 
     fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
         self.policy.invalidate_cache();
-        let policy_weight = if self.warming_up() {
-            0.0
-        } else {
-            self.cfg.policy_weight
-        };
         let targets = self.targets_for(ep);
-        let returns = returns_to_go(ep);
+        let warm = self.warming_up();
+        let anchor = if warm { self.anchor.as_ref() } else { None };
+        let policy_weight = match (warm, anchor) {
+            (false, _) => self.cfg.policy_weight,
+            (true, Some(_)) => self.cfg.anchor_weight,
+            (true, None) => 0.0,
+        };
+        let returns = match self.value_targets.take() {
+            Some(v) if v.dim() == (ep.len(), ep.max_len() + 1) => v,
+            _ => returns_to_go(ep),
+        };
         let steps: f64 = ep.lengths.iter().map(|&l| l.min(ep.max_len()) as f64).sum();
         let steps = steps.max(1.0);
         self.opt.zero_grad();
         let mut sums = [0f64; 5];
         for r in micro_batches(ep.len(), self.micro_batches) {
             let s = if r.len() == ep.len() {
-                self.accumulate(ep, &targets, &returns, steps, policy_weight)
+                self.accumulate(ep, &targets, &returns, steps, policy_weight, anchor)
             } else {
                 let tg = targets.slice(s![r.clone(), .., ..]).to_owned();
                 let rt = returns.slice(s![r.clone(), ..]).to_owned();
-                self.accumulate(&ep.rows(r), &tg, &rt, steps, policy_weight)
+                self.accumulate(&ep.rows(r), &tg, &rt, steps, policy_weight, anchor)
             };
             for (acc, x) in sums.iter_mut().zip(s) {
                 *acc += x;
             }
+        }
+        if warm && anchor.is_none() {
+            // Warm-up trains the value head alone: the value regression's gradient through
+            // the shared decoder would otherwise pull the policy's features toward value
+            // features (it destroys a trained policy within tens of updates).
+            tch::no_grad(|| {
+                for (name, var) in self.policy.var_store().variables() {
+                    let mut g = var.grad();
+                    if g.defined() && !name.contains("value_head") {
+                        let _ = g.zero_();
+                    }
+                }
+            });
         }
         let stats = self.opt.step()?;
         let solved = ep.solved.iter().filter(|&&s| s).count() as f64 / ep.len().max(1) as f64;
@@ -491,6 +734,18 @@ impl Agent for ExpertIteration {
         m.scalar("value_mean", sums[3] / steps);
         m.scalar("played_solved", solved);
         m.scalar("searched", f64::from(u8::from(self.stats.searched)));
+        // Reward queries: the played episodes, plus the searched ones when the search reads
+        // rewards. The fair x-axis against REINFORCE, whose queries are its episodes.
+        let oracle = self.stats.searched && self.cfg.search_rewards == SearchRewards::Oracle;
+        let queries = ep.len()
+            + self.stats.rollouts
+            + if oracle {
+                self.stats.searched_terminals
+            } else {
+                0
+            };
+        m.scalar("reward_queries", queries as f64);
+        m.scalar("searched_terminals", self.stats.searched_terminals as f64);
         if self.stats.searches > 0 {
             m.scalar(
                 "evals_per_search",
@@ -505,12 +760,28 @@ impl Agent for ExpertIteration {
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut v = self.policy.param_tensors();
         v.extend(optim_tensors(&self.opt));
+        if let Some(a) = &self.anchor {
+            v.extend(a.param_tensors().into_iter().map(|(n, t)| {
+                let name = n.strip_prefix(MODEL_PREFIX).unwrap_or(&n);
+                (format!("{ANCHOR_PREFIX}{name}"), t)
+            }));
+        }
         v
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
         self.init_pending = false;
         self.policy.load_params(tensors)?;
+        if let Some(a) = self.anchor.as_mut() {
+            let own: Vec<(String, Tensor)> = tensors
+                .iter()
+                .filter_map(|(n, t)| {
+                    n.strip_prefix(ANCHOR_PREFIX)
+                        .map(|s| (format!("{MODEL_PREFIX}{s}"), t.shallow_clone()))
+                })
+                .collect();
+            a.load_params(&own)?;
+        }
         load_optim(&mut self.opt, tensors)
     }
 

@@ -1,4 +1,4 @@
-//! Training algorithms, each an [`Agent`](crate::agent::Agent):
+//! Training algorithms, each an [`crate::Agent`]:
 //!
 //! - [`Supervised`]: answers without a chain (the baseline that shows what chains buy);
 //! - [`CotSupervised`]: teacher forcing on the oracle chain, loss = chain CE + answer CE;
@@ -26,7 +26,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 pub use cot_supervised::{CotSupervised, CotSupervisedConfig};
 pub use expert_iteration::{
-    ExitSearcher, ExpertIteration, ExpertIterationConfig, SearchRewards,
+    ExitSearcher, ExpertIteration, ExpertIterationConfig, SearchRewards, ValueTarget,
 };
 pub use poppy::{Poppy, PoppyConfig};
 pub use reinforce::{Reinforce, ReinforceConfig};
@@ -87,6 +87,8 @@ impl AlgoConfig {
 }
 
 /// Any agent a config can name, so the CLI can hold one type. Every method delegates.
+// One per process, never moved in a hot path: the size of the largest variant is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyAgent {
     /// See [`Supervised`].
@@ -500,16 +502,16 @@ pub const MODEL_PREFIX: &str = "model/";
 /// Prefix of optimizer tensors in checkpoints.
 pub const OPTIM_PREFIX: &str = "optim/";
 
-/// The optimizer state under [`OPTIM_PREFIX`].
-pub(crate) fn optim_tensors(opt: &AdamW) -> Vec<(String, Tensor)> {
+/// The optimizer state under [`OPTIM_PREFIX`], for [`Agent::state`].
+pub fn optim_tensors(opt: &AdamW) -> Vec<(String, Tensor)> {
     opt.state_tensors()
         .into_iter()
         .map(|(n, t)| (format!("{OPTIM_PREFIX}{n}"), t))
         .collect()
 }
 
-/// Restores the optimizer state saved under [`OPTIM_PREFIX`].
-pub(crate) fn load_optim(opt: &mut AdamW, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
+/// Restores the optimizer state saved under [`OPTIM_PREFIX`], for [`Agent::load_state`].
+pub fn load_optim(opt: &mut AdamW, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
     let own: Vec<(String, Tensor)> = tensors
         .iter()
         .filter_map(|(n, t)| {
@@ -597,7 +599,7 @@ impl CotPolicy {
 /// Log-probabilities `[.., A]` of `logits` restricted to the legal actions of `mask`
 /// (illegal actions get a large negative logit rather than -inf, so rows with no legal
 /// action stay finite; the caller weights them out).
-pub(crate) fn masked_log_softmax(logits: &Tensor, mask: &Tensor) -> Tensor {
+pub fn masked_log_softmax(logits: &Tensor, mask: &Tensor) -> Tensor {
     let mask = mask.to_device(logits.device());
     logits
         .masked_fill(&mask.logical_not(), -1e9)

@@ -51,75 +51,87 @@ impl Task for Cvpr {
     ) -> Result<(), EnvError> {
         check_hops(&self.spec, difficulty)?;
         let n = self.spec.input_len as u32;
+        let hops = difficulty as usize;
         let mut draws = Draws::new(rng);
-        // A uniform H-subset of the positions 1..L by Robert Floyd's algorithm (one draw per
-        // element), kept as a bitset in `answer`, used as scratch until the end. For H past
-        // half, draw the complement instead.
+        // The pointers are a uniform H-subset of the positions 1..L, in ascending order. A
+        // partial Fisher-Yates shuffle of 1..L (in `chain`, used as scratch) draws the first
+        // `take` elements of a uniform order, a uniform take-subset; for H past half, that
+        // subset is the complement. A bitset then sorts it.
         let complement = difficulty > (n - 1) / 2;
         let take = if complement {
             n - 1 - difficulty
         } else {
             difficulty
-        };
-        let bits = &mut out.answer;
-        bits.clear();
-        bits.resize(n.div_ceil(32) as usize, 0);
+        } as usize;
+        out.chain.clear();
+        out.chain.extend(1..n);
+        // Every element of `input` is written below (filler everywhere, then the chain), so a
+        // buffer of the right length is not cleared first.
+        if out.input.len() != n as usize {
+            out.input.clear();
+            out.input.resize(n as usize, 0);
+        }
+        let chain = &mut out.chain[..];
+        let input = &mut out.input[..];
+        // The shuffle's draws, j_i in i..L-1, go to `input` before the filler does.
+        let swaps = &mut input[..take];
+        draws.fill_below_each(swaps, n, |i| n - 1 - i as u32);
+        let mut prev = 0usize;
         if n <= 128 {
-            // The same in a register, so that a membership test never waits for a store.
+            // The set in a register: no store to wait for, and the pointers come out of it
+            // in one branch-free loop of exactly H steps.
             let mut set = 0u128;
-            for j in (n - take)..n {
-                let t = 1 + draws.below(j);
-                let pick = if (set >> t) & 1 == 1 { j } else { t };
-                set |= 1 << pick;
+            for (i, &j) in swaps.iter().enumerate() {
+                let j = i + j as usize;
+                let v = chain[j];
+                chain[j] = chain[i];
+                set |= 1 << v;
             }
-            for (w, word) in bits.iter_mut().enumerate() {
-                *word = (set >> (32 * w)) as u32;
+            draws.fill_below(input, n);
+            let valid = (u128::MAX >> (128 - n)) & !1;
+            let mut pointers = if complement { !set & valid } else { set };
+            for slot in &mut chain[..hops] {
+                let p = pointers.trailing_zeros();
+                pointers &= pointers - 1;
+                *slot = p;
+                input[prev] = p;
+                prev = p as usize;
             }
         } else {
-            for j in (n - take)..n {
-                let t = 1 + draws.below(j);
-                let taken = (bits[(t >> 5) as usize] >> (t & 31)) & 1 == 1;
-                let pick = if taken { j } else { t };
-                bits[(pick >> 5) as usize] |= 1 << (pick & 31);
+            let words = &mut out.answer;
+            words.clear();
+            words.resize(n.div_ceil(32) as usize, 0);
+            for (i, &j) in swaps.iter().enumerate() {
+                let j = i + j as usize;
+                let v = chain[j];
+                chain[j] = chain[i];
+                words[(v >> 5) as usize] |= 1 << (v & 31);
+            }
+            draws.fill_below(input, n);
+            let flip = if complement { u32::MAX } else { 0 };
+            let mut count = 0;
+            for (w, &word) in words.iter().enumerate() {
+                let base = (w as u32) << 5;
+                let mut valid = if n - base >= 32 {
+                    u32::MAX
+                } else {
+                    (1 << (n - base)) - 1
+                };
+                if w == 0 {
+                    valid &= !1; // position 0 is always the chain's start
+                }
+                let mut pointers = (word ^ flip) & valid;
+                while pointers != 0 {
+                    let p = base + pointers.trailing_zeros();
+                    pointers &= pointers - 1;
+                    chain[count] = p;
+                    count += 1;
+                    input[prev] = p;
+                    prev = p as usize;
+                }
             }
         }
-        // Walking the set bits gives the pointers in ascending order and the clear bits the
-        // filler positions, with no per-position branch to mispredict.
-        let flip = if complement { u32::MAX } else { 0 };
-        out.input.clear();
-        out.input.resize(n as usize, 0);
-        out.chain.clear();
-        out.chain.resize(n as usize, 0);
-        let mut pointer_count = 0;
-        for (w, &word) in bits.iter().enumerate() {
-            let base = (w as u32) << 5;
-            let mut valid = if n - base >= 32 {
-                u32::MAX
-            } else {
-                (1 << (n - base)) - 1
-            };
-            if w == 0 {
-                valid &= !1; // position 0 is always the chain's start
-            }
-            let pointers = (word ^ flip) & valid;
-            let mut p = pointers;
-            while p != 0 {
-                out.chain[pointer_count] = base + p.trailing_zeros();
-                pointer_count += 1;
-                p &= p - 1;
-            }
-            let mut f = !pointers & valid;
-            while f != 0 {
-                out.input[(base + f.trailing_zeros()) as usize] = draws.below(n);
-                f &= f - 1;
-            }
-        }
-        out.chain.truncate(pointer_count);
-        let mut prev = 0usize;
-        for &p in &out.chain {
-            out.input[prev] = p;
-            prev = p as usize;
-        }
+        out.chain.truncate(hops);
         let target = draws.below(prev as u32 + 1);
         out.input[prev] = target;
         out.answer.clear();

@@ -1,0 +1,156 @@
+//! `factorexe bench` end to end, with tiny sizes: the output format and clear failures.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+fn factorexe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_factorexe"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("the factorexe binary runs")
+}
+
+/// Runs `args`, asserts success and returns the measurement lines (those not starting with
+/// `#`) as (kind, key -> value), after checking the `#` header.
+fn measure(args: &[&str]) -> Vec<(String, HashMap<String, String>)> {
+    let out = factorexe(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "factorexe {args:?} failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let comments: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(comments.iter().any(|l| l.contains("one thread")), "{text}");
+    assert!(comments.iter().any(|l| l.contains("build ")), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let mut words = line.split(' ');
+            let kind = words.next().unwrap_or_default().to_string();
+            let fields = words
+                .map(|w| {
+                    let (k, v) = w
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("`{w}` in `{line}` is not key=value"));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            (kind, fields)
+        })
+        .collect()
+}
+
+/// `fields[key]` as a positive, finite number.
+fn positive(fields: &HashMap<String, String>, key: &str) -> f64 {
+    let v: f64 = fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no `{key}` in {fields:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("`{key}` is not a number in {fields:?}"));
+    assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    v
+}
+
+#[test]
+fn bench_envs_prints_one_line_per_task() {
+    let lines = measure(&[
+        "bench",
+        "envs",
+        "--length",
+        "12",
+        "--batch",
+        "4",
+        "--seconds",
+        "0.02",
+    ]);
+    let tasks: Vec<&str> = lines.iter().map(|(_, f)| f["task"].as_str()).collect();
+    assert_eq!(tasks, ["cycle", "cvpr"]);
+    for (kind, f) in &lines {
+        assert_eq!(kind, "envs");
+        assert_eq!((f["length"].as_str(), f["batch"].as_str()), ("12", "4"));
+        for key in [
+            "problems_per_s",
+            "problems_per_cpu_s",
+            "token_steps_per_s",
+            "token_steps_per_cpu_s",
+        ] {
+            positive(f, key);
+        }
+    }
+    let only = measure(&[
+        "bench",
+        "envs",
+        "--task",
+        "cvpr",
+        "--length",
+        "5",
+        "--batch",
+        "2",
+        "--seconds",
+        "0",
+    ]);
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].1["task"], "cvpr");
+}
+
+#[test]
+fn bench_search_prints_mcts_and_gumbel() {
+    let lines = measure(&[
+        "bench",
+        "search",
+        "--batch",
+        "2",
+        "--sims",
+        "3",
+        "--actions",
+        "4",
+        "--hidden",
+        "4",
+        "--seconds",
+        "0",
+    ]);
+    let algos: Vec<&str> = lines.iter().map(|(_, f)| f["algo"].as_str()).collect();
+    assert_eq!(algos, ["mcts", "gumbel"]);
+    for (kind, f) in &lines {
+        assert_eq!(kind, "search");
+        assert_eq!((f["batch"].as_str(), f["sims"].as_str()), ("2", "3"));
+        let per_s = positive(f, "sims_per_s");
+        let ms = positive(f, "ms_per_search");
+        // sims_per_s = batch * sims / seconds per search, within the printed rounding.
+        let expected = 6.0 / (ms * 1e-3);
+        assert!(
+            (per_s - expected).abs() <= 0.01 * expected + 1.0,
+            "{per_s} vs {expected}"
+        );
+        if f["sims_per_cpu_s"] != "n/a" {
+            positive(f, "sims_per_cpu_s");
+        }
+    }
+}
+
+#[test]
+fn bad_sizes_fail_before_measuring() {
+    for args in [
+        &["bench", "envs", "--batch", "0"][..],
+        &["bench", "envs", "--seconds=-1"],
+        &["bench", "envs", "--task", "binpack"],
+        &["bench", "search", "--sims", "0"],
+        &["bench", "envs", "--length", "1"],
+    ] {
+        let out = factorexe(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "{args:?} printed before failing");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(">= 1")
+                || err.contains("0..=3600")
+                || err.contains("possible values: cycle, cvpr")
+                || err.contains("`length` = 1: 2..="),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! End-to-end test of `factorexe search compare`: a tiny trained run is compared across
+//! searchers and budgets; the table is printed and the CSV, PNG and TensorBoard events are
+//! written; bad arguments fail with messages that say what is allowed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const CONFIG: &str = r#"
+seed = 2
+[env]
+name = "cycle"
+length = 6
+[train]
+steps = 10
+batch_size = 16
+levels = [1, 2]
+[algo]
+name = "cot_supervised"
+[model]
+heads = 2
+head_dim = 8
+mlp_factor = 2
+decoder_layers = 1
+[optim]
+lr = 3e-3
+warmup_steps = 2
+[eval]
+every = 0
+episodes = 10
+[log]
+every = 5
+"#;
+
+fn factorexe(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_factorexe"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the factorexe binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn compare_prints_the_table_and_writes_csv_png_and_events() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let d = dir.path();
+    std::fs::write(d.join("tiny.toml"), CONFIG).expect("write the config");
+    let out = factorexe(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = factorexe(
+        d,
+        &[
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "greedy,vote,mcts,gumbel",
+            "--budgets",
+            "1,2,4",
+            "--episodes",
+            "12",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("value: likelihood"), "{all}");
+    assert!(
+        all.contains("searcher  budget    d1    d2  mean  evals/problem"),
+        "{all}"
+    );
+    assert!(all.contains("\ngumbel         4"), "{all}");
+    let search = d.join("runs/tiny/search");
+    let csv = std::fs::read_to_string(search.join("compare.csv")).expect("compare.csv");
+    // 4 searchers x 3 budgets x 2 levels.
+    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2, "{csv}");
+    let png = std::fs::read(search.join("compare.png")).expect("compare.png");
+    assert_eq!(&png[..4], b"\x89PNG");
+    let events = std::fs::read_dir(&search)
+        .expect("the output dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        });
+    assert!(events, "no TensorBoard event file in {}", search.display());
+
+    // Bad arguments name what is allowed.
+    let out = factorexe(
+        d,
+        &[
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "alphago",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("greedy, vote, beam, mcts, gumbel"),
+        "{}",
+        text(&out)
+    );
+    let out = factorexe(
+        d,
+        &["search", "compare", "--run", "runs/tiny", "--budgets", "0"],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("each >= 1"), "{}", text(&out));
+    let out = factorexe(d, &["search", "compare", "--run", "runs/none"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is runs/none a run directory"),
+        "{}",
+        text(&out)
+    );
+}
