@@ -57,6 +57,9 @@ use crate::model::DecodeState;
 /// No row / no parent.
 const NONE: u32 = u32::MAX;
 
+/// Scratch buffers of `evaluate`: jobs, their items, raw logits, one log-probability row.
+type Scratch = (Vec<(u32, u32, i64)>, Vec<usize>, Vec<f32>, Vec<f32>);
+
 /// Where [`PolicyEvaluator`] takes the value of a state from; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -220,6 +223,9 @@ pub struct PolicyEvaluator<'a> {
     tokens: Vec<i64>,
     /// The requested states' legal masks, `num_actions` per state.
     masks: Vec<bool>,
+    /// Reused per call: decode jobs (root, parent row, token), their items, raw logits, and
+    /// one row of log-probabilities.
+    scratch: Scratch,
     items: Vec<Item>,
     stats: EvaluatorStats,
 }
@@ -267,6 +273,7 @@ impl<'a> PolicyEvaluator<'a> {
             obs: None,
             tokens: Vec::new(),
             masks: Vec::new(),
+            scratch: Scratch::default(),
             items: Vec::new(),
             stats: EvaluatorStats::default(),
         })
@@ -577,11 +584,10 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
             });
         }
 
-        // Decode position by position; every state needing position q joins one batch.
-        let mut jobs: Vec<(u32, u32, i64)> = Vec::new();
-        let mut who: Vec<usize> = Vec::new();
-        let mut raw = Vec::new();
-        let mut row_logp = vec![0f32; na];
+        // Decode position by position; every state needing position q joins one batch. The
+        // scratch buffers live in `self` between calls (taken here, put back at the end).
+        let (mut jobs, mut who, mut raw, mut row_logp) = std::mem::take(&mut self.scratch);
+        row_logp.resize(na, 0.0);
         for q in 0..=max_pos {
             jobs.clear();
             who.clear();
@@ -608,7 +614,13 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
             if jobs.is_empty() {
                 continue;
             }
-            let base = self.decode(q, &jobs, &mut raw)?;
+            let base = match self.decode(q, &jobs, &mut raw) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.scratch = (jobs, who, raw, row_logp);
+                    return Err(e);
+                }
+            };
             for (j, &i) in who.iter().enumerate() {
                 let r = base + j;
                 let (parent, token) = (jobs[j].1, jobs[j].2);
@@ -660,6 +672,7 @@ impl<E: Env> Evaluator<E> for PolicyEvaluator<'_> {
             }
         }
 
+        self.scratch = (jobs, who, raw, row_logp);
         for i in 0..n {
             let it = &self.items[i];
             if !it.terminal {

@@ -105,6 +105,18 @@ pub enum ValueTarget {
     Greedy,
 }
 
+/// What the policy head is trained toward at each searched state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyTarget {
+    /// The search's improved policy (completed-Q policy or visit distribution).
+    #[default]
+    Search,
+    /// One-hot on the action the search chose (with `gumbel_scale = 0`, its best action):
+    /// robust to a noisy value head, whose errors the full improved policy carries.
+    Action,
+}
+
 /// `[algo]` options of `expert_iteration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,6 +129,8 @@ pub struct ExpertIterationConfig {
     pub samples_per_problem: usize,
     /// Weight of the cross-entropy to the search policy, `>= 0`.
     pub policy_weight: f64,
+    /// The policy target.
+    pub policy_target: PolicyTarget,
     /// Weight of the value regression, `>= 0`.
     pub value_weight: f64,
     /// Updates at the start that play the network's sampled actions and train the value
@@ -158,6 +172,7 @@ impl Default for ExpertIterationConfig {
             budget: 16,
             samples_per_problem: 1,
             policy_weight: 1.0,
+            policy_target: PolicyTarget::Search,
             value_weight: 1.0,
             value_warmup_steps: 0,
             search_value: ValueSource::Head,
@@ -510,6 +525,7 @@ impl ExpertIteration {
         let mut evaluator = PolicyEvaluator::new(&self.policy, self.cfg.search_value)?;
         let oracle = self.cfg.search_rewards == SearchRewards::Oracle;
         let budget = self.cfg.budget;
+        let policy_target = self.cfg.policy_target;
         let mut per_step: Vec<Vec<f32>> = Vec::new();
         let mut stats = CollectStats {
             searched: true,
@@ -539,7 +555,12 @@ impl ExpertIteration {
                 let mut actions = vec![0usize; n];
                 for (&i, out) in live.iter().zip(&outs) {
                     actions[i] = out.actions[0];
-                    target[i * na..(i + 1) * na].copy_from_slice(&out.policy);
+                    match policy_target {
+                        PolicyTarget::Search => {
+                            target[i * na..(i + 1) * na].copy_from_slice(&out.policy)
+                        }
+                        PolicyTarget::Action => target[i * na + out.actions[0]] = 1.0,
+                    }
                     stats.evals += out.evals;
                 }
                 stats.searches += live.len();

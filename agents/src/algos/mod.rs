@@ -26,7 +26,8 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 pub use cot_supervised::{CotSupervised, CotSupervisedConfig};
 pub use expert_iteration::{
-    ExitSearcher, ExpertIteration, ExpertIterationConfig, SearchRewards, ValueTarget,
+    ExitSearcher, ExpertIteration, ExpertIterationConfig, PolicyTarget, SearchRewards,
+    ValueTarget,
 };
 pub use poppy::{Poppy, PoppyConfig};
 pub use reinforce::{Reinforce, ReinforceConfig};
