@@ -1,5 +1,48 @@
 //! Transformer policies on libtorch (`tch`), the [`Agent`] trait, the training algorithms,
 //! the Runner, TensorBoard logging, checkpoints and configs.
+//!
+//! # Example
+//!
+//! Chain supervision on Cycle(L=6) at 1..2 hops, built from a TOML config the way
+//! `factorexe train` does it (no run directory, so nothing is written):
+//!
+//! ```
+//! use agents::algos::AnyAgent;
+//! use agents::config::RunConfig;
+//! use agents::{ActMode, Runner};
+//!
+//! let toml = r#"
+//! seed = 0
+//! [env]
+//! name = "cycle"
+//! length = 6
+//! [train]
+//! steps = 60
+//! batch_size = 64
+//! levels = [1, 2]
+//! [algo]
+//! name = "cot_supervised"
+//! [model]
+//! heads = 2
+//! head_dim = 16
+//! decoder_layers = 1
+//! [optim]
+//! lr = 1e-2
+//! [eval]
+//! every = 0
+//! episodes = 100
+//! sampled = false
+//! "#;
+//! let cfg = RunConfig::from_toml_str(toml, "example", "example", &[])?;
+//! let env = cfg.env.build()?;
+//! let agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu)?;
+//! let mut runner = Runner::new(cfg, env, agent)?;
+//! let summary = runner.train()?;
+//! let report = summary.eval.expect("the run ends with an evaluation");
+//! println!("{}", report.table());
+//! assert!(report.accuracy(1, ActMode::Greedy).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 

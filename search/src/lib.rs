@@ -39,6 +39,33 @@
 //!
 //! All randomness (Dirichlet noise, Gumbel draws, sampling, tie-breaking) comes from the
 //! [`envs::EnvRng`] passed to `search`: the same seed gives the same result.
+//!
+//! # Example
+//!
+//! Gumbel MuZero from two Cycle problems, with a uniform evaluator standing in for a policy:
+//!
+//! ```
+//! use envs::tasks::Cycle;
+//! use envs::{CotEnv, Env, EnvRng};
+//! use rand::SeedableRng;
+//! use search::{GumbelConfig, GumbelMuZero, Searcher, UniformEvaluator};
+//!
+//! let mut rng = EnvRng::seed_from_u64(0);
+//! let mut roots = Vec::new();
+//! for _ in 0..2 {
+//!     let mut env = CotEnv::new(Cycle::new(8)?)?;
+//!     env.reset(&mut rng, 3)?;
+//!     roots.push(env);
+//! }
+//! let mut gumbel = GumbelMuZero::new(GumbelConfig::default())?;
+//! let outputs = gumbel.search(&roots, &mut UniformEvaluator::new(0.0), 16, &mut rng)?;
+//! assert_eq!(outputs.len(), 2);
+//! for out in &outputs {
+//!     assert!(out.evals <= 16); // the budget is evaluator calls per root
+//!     assert_eq!(out.policy.len(), roots[0].spec().num_actions);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 // Node and edge statistics live in parallel flat arrays; index loops over them read better

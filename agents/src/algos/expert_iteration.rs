@@ -13,7 +13,13 @@
 //! ```
 //!
 //! averaged over the steps of the batch, with `G_t` the reward collected from step `t` to the
-//! end (the outcome: 1 for a right answer).
+//! end (the outcome: 1 for a right answer). Options: `policy_target = "action"` trains toward
+//! the search's chosen action instead (one-hot; with `gumbel_scale = 0` the search's best
+//! action), which does not carry a noisy value head's errors into the targets; `value_target
+//! = "greedy"` regresses the value on whether greedy decoding from the state answers right
+//! (one rollout per state, each a reward query), the value a search needs to improve on
+//! greedy decoding. Values are probabilities in `[0, 1]`, so by default (`bounded_values`)
+//! the search normalizes Q by these bounds rather than min-max over siblings.
 //!
 //! # Rewards and the cost of a search
 //!

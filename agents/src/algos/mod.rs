@@ -26,8 +26,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 pub use cot_supervised::{CotSupervised, CotSupervisedConfig};
 pub use expert_iteration::{
-    ExitSearcher, ExpertIteration, ExpertIterationConfig, PolicyTarget, SearchRewards,
-    ValueTarget,
+    ExitSearcher, ExpertIteration, ExpertIterationConfig, PolicyTarget, SearchRewards, ValueTarget,
 };
 pub use poppy::{Poppy, PoppyConfig};
 pub use reinforce::{Reinforce, ReinforceConfig};
