@@ -109,6 +109,44 @@ fn compare_prints_the_table_and_writes_csv_png_and_events() {
         });
     assert!(events, "no TensorBoard event file in {}", search.display());
 
+    // A machine without fonts (fontconfig finds none) still gets the table, the CSV and the
+    // events, with a warning instead of the plot (seen on a bare GPU machine).
+    let fc = d.join("fonts.conf");
+    std::fs::write(
+        &fc,
+        format!(
+            "<?xml version=\"1.0\"?>\n<fontconfig><cachedir>{}</cachedir></fontconfig>\n",
+            d.join("fc-cache").display()
+        ),
+    )
+    .expect("write an empty fontconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_factorexe"))
+        .args([
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "greedy",
+            "--episodes",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            "nofont",
+        ])
+        .env("FONTCONFIG_FILE", &fc)
+        .current_dir(d)
+        .output()
+        .expect("the factorexe binary runs");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("warning: no plot"), "{all}");
+    assert!(d.join("nofont/compare.csv").exists(), "{all}");
+    assert!(!d.join("nofont/compare.png").exists(), "{all}");
+
     // Bad arguments name what is allowed.
     let out = factorexe(
         d,

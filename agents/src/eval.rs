@@ -32,6 +32,9 @@ pub struct EvalConfig {
     pub examples: usize,
     /// Problems per forward pass, `>= 1`.
     pub batch_size: usize,
+    /// Also run the chain faithfulness probe ([`crate::probe`]) at each evaluation, on the
+    /// same number of fresh problems per level, and log its figures under `probe/`.
+    pub probe: bool,
 }
 
 impl Default for EvalConfig {
@@ -43,6 +46,7 @@ impl Default for EvalConfig {
             sampled: true,
             examples: 3,
             batch_size: 1000,
+            probe: false,
         }
     }
 }

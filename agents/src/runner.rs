@@ -28,6 +28,7 @@ use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{ConfigError, RunConfig};
 use crate::eval::{evaluate, EvalReport};
 use crate::logging::{self, LogError, Logger};
+use crate::probe::{chain_probe, ProbeReport};
 
 /// Salt of the training problems' seeds.
 pub const TRAIN_SALT: u64 = 0x7472_6169_6e00_0001;
@@ -609,6 +610,21 @@ impl<E: Env, A: Agent> Runner<E, A> {
         )?)
     }
 
+    /// Runs the chain faithfulness probe on `eval.episodes` fresh problems per eval level
+    /// (the evaluation's problems: same seed).
+    pub fn probe(&mut self) -> Result<ProbeReport, RunError> {
+        let levels = self.eval_levels();
+        let seed = self.cfg.seed ^ EVAL_SALT;
+        Ok(chain_probe(
+            &self.env,
+            &mut self.agent,
+            &levels,
+            self.cfg.eval.episodes,
+            self.cfg.eval.batch_size,
+            seed,
+        )?)
+    }
+
     fn log_eval(&mut self, report: &EvalReport) -> Result<(), RunError> {
         let step = self.step;
         let Some(logger) = self.logger.as_mut() else {
@@ -729,10 +745,19 @@ impl<E: Env, A: Agent> Runner<E, A> {
         })
     }
 
-    /// Evaluates, logs, and feeds the greedy accuracy of the curriculum's level to it.
+    /// Evaluates, logs, and feeds the greedy accuracy of the curriculum's level to it; with
+    /// `eval.probe`, also probes the greedy chains and logs the probe's figures.
     fn run_eval(&mut self) -> Result<(), RunError> {
         let report = self.evaluate()?;
         self.log_eval(&report)?;
+        if self.cfg.eval.probe {
+            let probe = self.probe()?;
+            let step = self.step;
+            if let Some(logger) = self.logger.as_mut() {
+                probe.log(logger, step)?;
+                logger.flush()?;
+            }
+        }
         if let DifficultySampler::Curriculum(c) = &self.sampler {
             let level = c.level();
             if let Some(acc) = report.accuracy(level, ActMode::Greedy) {
@@ -910,6 +935,30 @@ every = 2
         let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
         assert!(metrics.contains("\"tag\":\"train/loss\""), "{metrics}");
         assert!(metrics.contains("eval/accuracy/greedy/d3"), "{metrics}");
+    }
+
+    /// `eval.probe = true` logs the chain probe's figures at every evaluation.
+    #[test]
+    fn the_probe_runs_at_each_evaluation_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let mut r = runner(config(&[
+            "train.steps=2",
+            "eval.every=1",
+            "eval.episodes=8",
+            "eval.probe=true",
+        ]))
+        .with_run_dir(&run_dir)
+        .unwrap();
+        r.train().unwrap();
+        let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+        for d in 1..=3 {
+            let tag = format!("\"tag\":\"probe/shuffle_changed/d{d}\"");
+            assert_eq!(metrics.matches(&tag).count(), 2, "{tag} at steps 1, 2");
+        }
+        let report = r.probe().unwrap();
+        assert_eq!(report.levels.len(), 3);
+        assert!(report.levels.iter().all(|l| l.episodes == 8));
     }
 
     #[test]

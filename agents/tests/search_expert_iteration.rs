@@ -2,10 +2,12 @@
 //! reward-query accounting, the value warm-up (value head alone, or anchored to an init
 //! run's policy), checkpoints with the anchor, determinism, and learning.
 
+mod common;
+
 use agents::algos::AnyAgent;
-use agents::config::{Override, RunConfig};
-use agents::runner::Runner;
+use agents::config::RunConfig;
 use agents::{ActMode, Agent};
+use common::{config, runner};
 use tch::{Device, Kind};
 
 const BASE: &str = r#"
@@ -38,17 +40,6 @@ examples = 0
 [log]
 every = 1
 "#;
-
-fn config(text: &str, sets: &[&str]) -> RunConfig {
-    let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-    RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
-}
-
-fn runner(cfg: RunConfig) -> Runner<envs::AnyEnv, AnyAgent> {
-    let env = cfg.env.build().unwrap();
-    let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
-    Runner::new(cfg, env, agent).unwrap()
-}
 
 /// `(step, value)` of every JSONL line with `tag`.
 fn series(metrics: &str, tag: &str) -> Vec<(u64, f64)> {

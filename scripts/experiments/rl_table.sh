@@ -7,8 +7,9 @@
 # REINFORCE, 256 oracle episodes for the supervised references, 64 problems x 4 members for
 # POPPY and its single-policy control) and the same number of updates (STEPS, default 600).
 # Runs go to runs/<name>; logs to $OUT (default runs/rl_table). Release build, one run at a
-# time (the CPU is shared). Evaluation: 1000 fresh problems per hop, greedy, with the chain
-# probe on the chain-supervised reference and the best RL run.
+# time per shell (BASELINES="group value" runs a subset, so two shells can split the table).
+# Evaluation: 1000 fresh problems per hop, greedy, with the chain probe on the
+# chain-supervised reference and the best RL run (PROBE_RUNS).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-600}
@@ -37,7 +38,7 @@ evaluate() { # name [extra eval flags]
 }
 
 if [[ $what == baselines || $what == all ]]; then
-  for b in none batch_mean group value; do
+  for b in ${BASELINES:-none batch_mean group value}; do
     train "cycle10_rl_$b" configs/cycle10_rl.toml --set "algo.baseline=$b"
     evaluate "cycle10_rl_$b"
   done

@@ -208,14 +208,29 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         loaded.checkpoint.step,
         value
     );
-    report.plot(&png, &title)?;
     let mut logger = Logger::create(&out)?;
     report.log(&mut logger)?;
-    println!(
-        "wrote {}, {} and TensorBoard events in {}",
-        csv.display(),
-        png.display(),
-        out.display()
-    );
+    // The plot needs a system font (fontconfig); a machine without one still gets the CSV
+    // and the TensorBoard events, which hold the same numbers.
+    match report.plot(&png, &title) {
+        Ok(()) => println!(
+            "wrote {}, {} and TensorBoard events in {}",
+            csv.display(),
+            png.display(),
+            out.display()
+        ),
+        Err(e) => {
+            // A half-drawn image would pass for a result.
+            let _ = std::fs::remove_file(&png);
+            eprintln!(
+                "warning: no plot: {e}; the CSV and the TensorBoard events hold the same numbers"
+            );
+            println!(
+                "wrote {} and TensorBoard events in {}",
+                csv.display(),
+                out.display()
+            );
+        }
+    }
     Ok(())
 }

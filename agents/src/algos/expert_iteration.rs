@@ -47,6 +47,24 @@
 //! updates. Without `init` (or with `anchor_weight = 0`) the warm-up trains the value head
 //! alone. With `value_warmup_steps >= train.steps` the run only calibrates the value of the
 //! init policy, which is what value-guided test-time search needs.
+//!
+//! # From random weights: the answer recipe
+//!
+//! From random weights and the 0/1 reward alone the search has nothing to improve on: the
+//! value head must predict whether a random chain's answer is right, which is the task
+//! itself, so its values are noise, and the Gumbel targets `softmax(logits + σ(q))` move the
+//! policy's logits by that noise every update. The log-probabilities random-walk until one
+//! token takes all the mass: within ~50 updates on Cycle L=10 the policy emits one token
+//! everywhere, chain and answer alike (they share the output layer; at the chain cap the
+//! answers' values even tie exactly, as the finished chain has no decoder position, so the
+//! answer step only follows the chain). Which token depends on the seed; it is 0, never
+//! right on Cycle, one seed in ten (hence 0% below the 10% chance), another one otherwise
+//! (chance). REINFORCE from the 0/1 reward also stays at chance there. The recipe that
+//! learns reads, per played episode, its correct answer as `reinforce`'s does
+//! (`answer_supervision`, `reward = "answer_ce"`): `answer_supervision` replaces the
+//! search's target at the answer steps by the correct answer given the searched chain, and
+//! `value_target = "answer_prob"` regresses the value on the probability the network gives
+//! that answer after the played chain, a dense value in place of the mostly-0 outcome.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,7 +80,8 @@ use search::{
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{load_optim, masked_log_softmax, optim_tensors, CotPolicy, MODEL_PREFIX};
+use super::rl::{answer_ce_returns, oracle_answers, take_recorded_answers, with_correct_answers};
+use super::{load_optim, masked_log_softmax, optim_tensors, step_kinds, CotPolicy, MODEL_PREFIX};
 use crate::agent::{
     ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
 };
@@ -109,6 +128,11 @@ pub enum ValueTarget {
     /// a reward query each): the value of the policy a search improves upon, so a one-step
     /// lookahead on it is a rollout policy improvement over greedy decoding.
     Greedy,
+    /// The probability the network gives the correct answer after the played chain, at every
+    /// state of the episode (`reinforce`'s `answer_ce` signal as a value): dense where the
+    /// 0/1 outcome of an untrained policy is noise. Reads the correct answer of each played
+    /// episode, as `reinforce`'s answer recipe does.
+    AnswerProb,
 }
 
 /// What the policy head is trained toward at each searched state.
@@ -169,6 +193,10 @@ pub struct ExpertIterationConfig {
     /// before the first update (empty: the seed's random weights). Resuming or evaluating
     /// this run reads only its own checkpoints.
     pub init: String,
+    /// Weight of the cross-entropy of the correct answer given the searched chain, which
+    /// replaces the search's target at the answer steps (0: the search's target there), as
+    /// `reinforce`'s `answer_supervision`; averaged over the answer steps of the batch.
+    pub answer_supervision: f64,
 }
 
 impl Default for ExpertIterationConfig {
@@ -191,6 +219,7 @@ impl Default for ExpertIterationConfig {
             temperature: 1.0,
             anchor_weight: 1.0,
             init: String::new(),
+            answer_supervision: 0.0,
         }
     }
 }
@@ -213,14 +242,17 @@ impl ExpertIterationConfig {
             ("gumbel_scale", self.gumbel_scale),
             ("temperature", self.temperature),
             ("anchor_weight", self.anchor_weight),
+            ("answer_supervision", self.answer_supervision),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("algo.{k} = {v}: expected a finite number >= 0"));
             }
         }
-        if self.policy_weight + self.value_weight == 0.0 {
+        if self.policy_weight + self.value_weight + self.answer_supervision == 0.0 {
             return Err(
-                "algo.policy_weight and algo.value_weight are both 0: nothing to learn".into(),
+                "algo.policy_weight, algo.value_weight and algo.answer_supervision are all 0: \
+             nothing to learn"
+                    .into(),
             );
         }
         if !(0.0..=1.0).contains(&self.dirichlet_fraction) {
@@ -233,6 +265,11 @@ impl ExpertIterationConfig {
             return Err("algo.max_considered = 0: expected an integer >= 1".into());
         }
         Ok(())
+    }
+
+    /// Whether the updates read the correct answers of the played episodes.
+    fn needs_answers(&self) -> bool {
+        self.answer_supervision > 0.0 || self.value_target == ValueTarget::AnswerProb
     }
 
     fn searcher<'e, E: Env + 'e>(&self) -> Result<Box<dyn Searcher<E> + 'e>, SearchError> {
@@ -326,12 +363,72 @@ pub struct ExpertIteration {
     /// Improved-policy targets `(N, T, A)` of the episodes last collected.
     targets: Option<Array3<f32>>,
     stats: CollectStats,
-    /// `algo.init` is still to be loaded (before the first update of a fresh run).
-    init_pending: bool,
+    /// `algo.init`, loaded before the first update of a fresh run.
+    init: InitFrom,
     /// Value targets `(N, T + 1)` of the episodes last collected, when not their outcomes.
     value_targets: Option<Array2<f32>>,
     /// A frozen copy of the init network, the policy target of the value warm-up.
     anchor: Option<CotPolicy>,
+    /// The correct answers of the rows last collected, when the config reads them.
+    answers: Option<Vec<Vec<i64>>>,
+}
+
+/// A run's `algo.init`: a run directory or checkpoint file whose model parameters initialise
+/// the policy before the first update of a fresh run (`expert_iteration` and `reinforce`).
+///
+/// Loaded at the first update rather than at construction, so that evaluating or resuming
+/// the run never needs the init run to be there: its own checkpoints hold the weights, and
+/// [`Agent::load_state`] cancels the pending init.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InitFrom {
+    path: String,
+    pending: bool,
+}
+
+impl InitFrom {
+    /// The init from `path` (empty: none).
+    pub(crate) fn new(path: &str) -> Self {
+        InitFrom {
+            path: path.to_string(),
+            pending: !path.is_empty(),
+        }
+    }
+
+    /// The run's own state was loaded: nothing to initialise.
+    pub(crate) fn cancel(&mut self) {
+        self.pending = false;
+    }
+
+    /// Copies the checkpoint's model parameters into `policies`, once, when pending and no
+    /// update was done yet (`steps == 0`). A missing or unreadable checkpoint, or one whose
+    /// model does not fit `[model]` (other names, shapes or dtypes), is an error naming
+    /// `algo.init`.
+    pub(crate) fn apply(
+        &mut self,
+        steps: u64,
+        policies: &mut [&mut CotPolicy],
+    ) -> Result<(), AgentError> {
+        if !std::mem::take(&mut self.pending) || steps > 0 {
+            return Ok(());
+        }
+        let init = &self.path;
+        let path = Path::new(init);
+        if !path.exists() && !path.with_extension("json").exists() {
+            return Err(AgentError::Incompatible(format!(
+                "algo.init = {init:?}: no such run directory or checkpoint file"
+            )));
+        }
+        let loaded = checkpoint::load(path)
+            .map_err(|e| AgentError::Incompatible(format!("algo.init = {init:?}: {e}")))?;
+        for p in policies.iter_mut() {
+            p.load_params(&loaded.tensors).map_err(|e| {
+                AgentError::Incompatible(format!(
+                    "algo.init = {init:?}: the saved model does not fit [model]: {e}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Checkpoint prefix of the anchor network's parameters.
@@ -373,32 +470,21 @@ impl ExpertIteration {
             num_actions: spec.num_actions,
             targets: None,
             stats: CollectStats::default(),
-            init_pending: !cfg.init.is_empty(),
+            init: InitFrom::new(&cfg.init),
             value_targets: None,
             anchor,
+            answers: None,
         })
     }
 
-    /// Loads `algo.init`'s parameters, once, before the first update of a fresh run. Done
-    /// here rather than at construction so that evaluating or resuming the run never needs
-    /// the init run to be there (its own checkpoints hold the weights).
+    /// Loads `algo.init`'s parameters into the network (and the anchor), once, before the
+    /// first update of a fresh run.
     fn apply_init(&mut self) -> Result<(), AgentError> {
-        if !std::mem::take(&mut self.init_pending) || self.opt.steps() > 0 {
-            return Ok(());
+        let steps = self.opt.steps();
+        match self.anchor.as_mut() {
+            Some(a) => self.init.apply(steps, &mut [&mut self.policy, a]),
+            None => self.init.apply(steps, &mut [&mut self.policy]),
         }
-        let init = &self.cfg.init;
-        let loaded = checkpoint::load(Path::new(init))
-            .map_err(|e| AgentError::Incompatible(format!("algo.init = {init:?}: {e}")))?;
-        let misfit = |e: AgentError| {
-            AgentError::Incompatible(format!(
-                "algo.init = {init:?}: the saved model does not fit [model]: {e}"
-            ))
-        };
-        self.policy.load_params(&loaded.tensors).map_err(misfit)?;
-        if let Some(a) = self.anchor.as_mut() {
-            a.load_params(&loaded.tensors).map_err(misfit)?;
-        }
-        Ok(())
     }
 
     /// The policy network.
@@ -437,17 +523,19 @@ impl ExpertIteration {
         tg
     }
 
-    /// Accumulates the gradient over `ep` (normalized by `steps`, the full batch's step
-    /// count) and returns the sums of policy CE, squared value error, target entropy, value.
+    /// Accumulates the gradient over `ep`: the policy cross-entropy weighted per step by
+    /// `weights` `(N, T)` (normalization included), the value error normalized by `steps`,
+    /// the full batch's step count. Returns the sums of policy CE, squared value error,
+    /// target entropy, value, the loss and the CE at the answer steps.
     fn accumulate(
         &self,
         ep: &Episodes,
         targets: &Array3<f32>,
         returns: &Array2<f32>,
+        weights: &Array2<f32>,
         steps: f64,
-        policy_weight: f64,
         anchor: Option<&CotPolicy>,
-    ) -> [f64; 5] {
+    ) -> [f64; 6] {
         let b = self.policy.teacher_batch(ep);
         let model = self.policy.model();
         let (n, t, a) = targets.dim();
@@ -493,13 +581,15 @@ impl ExpertIteration {
             .view([ni, ti + 1])
             .narrow(1, 0, te as i64)
             .to_device(dev);
+        let w = Tensor::from_slice(weights.as_slice().expect("standard layout"))
+            .view([ni, ti])
+            .to_device(dev);
         let logp = masked_log_softmax(&logits, &b.mask);
         let ce = -(&tgt * &logp).sum_dim_intlist(-1, false, Kind::Float);
         let policy_ce = (&ce * &valid).sum(Kind::Float);
         let err = &heads.value - &ret;
         let value_se = (&err * &err * &vmask).sum(Kind::Float);
-        let loss =
-            &policy_ce * (policy_weight / steps) + &value_se * (self.cfg.value_weight / steps);
+        let loss = (&ce * &w).sum(Kind::Float) + &value_se * (self.cfg.value_weight / steps);
         loss.backward();
         let (target_entropy, value_sum) = tch::no_grad(|| {
             let h = -(&tgt * tgt.clamp_min(1e-12).log()).sum_dim_intlist(-1, false, Kind::Float);
@@ -510,12 +600,18 @@ impl ExpertIteration {
                     .double_value(&[]),
             )
         });
+        let answer_ce = tch::no_grad(|| {
+            (&ce * b.answer.to_device(dev))
+                .sum(Kind::Float)
+                .double_value(&[])
+        });
         [
             policy_ce.double_value(&[]),
             value_se.double_value(&[]),
             target_entropy,
             value_sum,
             loss.double_value(&[]),
+            answer_ce,
         ]
     }
 
@@ -689,6 +785,18 @@ impl Agent for ExpertIteration {
         let k = self.cfg.samples_per_problem.max(1);
         let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
         let roots: Vec<E> = ctx.reset_problems(k)?.to_vec();
+        self.answers = if self.cfg.needs_answers() {
+            let answers = oracle_answers(&roots, self.policy.answer_action()).ok_or_else(|| {
+                AgentError::Incompatible(
+                    "algo.answer_supervision and algo.value_target = \"answer_prob\" need an \
+                     env whose oracle gives the answer"
+                        .into(),
+                )
+            })?;
+            Some(answers)
+        } else {
+            None
+        };
         self.policy.invalidate_cache();
         self.value_targets = None;
         let ep = if self.warming_up() {
@@ -710,7 +818,7 @@ impl Agent for ExpertIteration {
 
     fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
         self.policy.invalidate_cache();
-        let targets = self.targets_for(ep);
+        let mut targets = self.targets_for(ep);
         let warm = self.warming_up();
         let anchor = if warm { self.anchor.as_ref() } else { None };
         let policy_weight = match (warm, anchor) {
@@ -718,21 +826,63 @@ impl Agent for ExpertIteration {
             (true, Some(_)) => self.cfg.anchor_weight,
             (true, None) => 0.0,
         };
-        let returns = match self.value_targets.take() {
-            Some(v) if v.dim() == (ep.len(), ep.max_len() + 1) => v,
+        let (n, t) = (ep.len(), ep.max_len());
+        let answer_action = self.policy.answer_action() as i64;
+        let forced = if self.cfg.needs_answers() {
+            let answers = take_recorded_answers(&mut self.answers, n)?;
+            Some(with_correct_answers(ep, &answers, answer_action))
+        } else {
+            None
+        };
+        let mut returns = match self.value_targets.take() {
+            Some(v) if v.dim() == (n, t + 1) => v,
             _ => returns_to_go(ep),
         };
-        let steps: f64 = ep.lengths.iter().map(|&l| l.min(ep.max_len()) as f64).sum();
+        let (chain, answer) = step_kinds(ep, answer_action);
+        if let (ValueTarget::AnswerProb, Some(f)) = (self.cfg.value_target, forced.as_ref()) {
+            let lp = answer_ce_returns(&self.policy, f, None, self.micro_batches)?;
+            for i in 0..n {
+                let len = ep.lengths[i].min(t);
+                let answered = (0..len).any(|k| answer[i * t + k] > 0.0);
+                let p = if answered { lp[i].exp() } else { 0.0 };
+                returns.slice_mut(s![i, ..=len]).fill(p);
+            }
+        }
+        let steps: f64 = ep.lengths.iter().map(|&l| l.min(t) as f64).sum();
         let steps = steps.max(1.0);
+        let supervise = !warm && self.cfg.answer_supervision > 0.0;
+        let answer_steps: f64 = answer.iter().map(|&a| f64::from(a)).sum();
+        let chain_w = (policy_weight / steps) as f32;
+        let answer_w = if supervise {
+            (self.cfg.answer_supervision / answer_steps.max(1.0)) as f32
+        } else {
+            chain_w
+        };
+        if let (true, Some(f)) = (supervise, forced.as_ref()) {
+            // The correct answer given the searched chain replaces the search's target.
+            for i in 0..n {
+                for k in 0..ep.lengths[i].min(t) {
+                    if answer[i * t + k] > 0.0 {
+                        let mut row = targets.slice_mut(s![i, k, ..]);
+                        row.fill(0.0);
+                        row[f.actions[[i, k]] as usize] = 1.0;
+                    }
+                }
+            }
+        }
+        let weights = Array2::from_shape_fn((n, t), |(i, k)| {
+            chain[i * t + k] * chain_w + answer[i * t + k] * answer_w
+        });
         self.opt.zero_grad();
-        let mut sums = [0f64; 5];
-        for r in micro_batches(ep.len(), self.micro_batches) {
-            let s = if r.len() == ep.len() {
-                self.accumulate(ep, &targets, &returns, steps, policy_weight, anchor)
+        let mut sums = [0f64; 6];
+        for r in micro_batches(n, self.micro_batches) {
+            let s = if r.len() == n {
+                self.accumulate(ep, &targets, &returns, &weights, steps, anchor)
             } else {
                 let tg = targets.slice(s![r.clone(), .., ..]).to_owned();
                 let rt = returns.slice(s![r.clone(), ..]).to_owned();
-                self.accumulate(&ep.rows(r), &tg, &rt, steps, policy_weight, anchor)
+                let w = weights.slice(s![r.clone(), ..]).to_owned();
+                self.accumulate(&ep.rows(r), &tg, &rt, &w, steps, anchor)
             };
             for (acc, x) in sums.iter_mut().zip(s) {
                 *acc += x;
@@ -759,6 +909,9 @@ impl Agent for ExpertIteration {
         m.scalar("value_loss", sums[1] / steps);
         m.scalar("target_entropy", sums[2] / steps);
         m.scalar("value_mean", sums[3] / steps);
+        if answer_steps > 0.0 {
+            m.scalar("answer_ce", sums[5] / answer_steps);
+        }
         m.scalar("played_solved", solved);
         m.scalar("searched", f64::from(u8::from(self.stats.searched)));
         // Reward queries: the played episodes, plus the searched ones when the search reads
@@ -797,7 +950,7 @@ impl Agent for ExpertIteration {
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
-        self.init_pending = false;
+        self.init.cancel();
         self.policy.load_params(tensors)?;
         if let Some(a) = self.anchor.as_mut() {
             let own: Vec<(String, Tensor)> = tensors

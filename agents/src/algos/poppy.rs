@@ -9,8 +9,8 @@
 //! heads would multiply the decoder's parameters by `K` for no gain at this model size.
 //!
 //! **Training.** Each update draws `train.batch_size` problems and lets every member sample
-//! one episode of each (row `g*K + k` is member `k` on problem `g`). With `R` the answer
-//! reward:
+//! one episode of each (row `g*K + k` is member `k` on problem `g`), so an update plays
+//! `batch_size * K` episodes. With `R` the return (`reward`, below):
 //!
 //! - phase 1 (the first `phase1_steps` updates, optional): every member learns from its own
 //!   sample with the leave-one-out group advantage `R_k - mean_{j != k} R_j` (a single policy
@@ -19,7 +19,29 @@
 //!   `R_best - R_second` (0 when the best is tied), so a member is pushed only on problems
 //!   where it beats the others: the population specializes.
 //!
-//! `loss = -(1/G) sum_g A_g sum_t log pi_{best(g)}(a_t) - entropy_weight * mean H`.
+//! ```text
+//! loss = -(1/G) sum_g A_g sum_{t in PG steps} log pi_{best(g)}(a_t)     (phase 2; phase 1:
+//!                                                   every row, averaged over the N rows)
+//!        - entropy_weight * mean_{trained PG steps} H
+//!        + answer_supervision * mean_{answer steps of all N rows} CE(correct answer | chain)
+//! ```
+//!
+//! The two options of the answer-supervision recipe have the names, defaults and meaning
+//! of [`ReinforceConfig`](super::ReinforceConfig)'s (shared code in [`super::rl`]):
+//!
+//! - `reward = "answer"` (default): `R` is the env's reward (1 for a right answer);
+//!   `reward = "answer_ce"`: `R` is minus the correct answer's cross-entropy given the
+//!   sampled chain, computed with the member embedding of the row, so each member's return is
+//!   what that member would assign the right answer after its own chain (a dense signal, and
+//!   ties in phase 2 become rare).
+//! - `answer_supervision = w > 0` (default 0): the answer tokens of EVERY row (all members,
+//!   both phases) are trained by cross-entropy on the correct answer given the sampled
+//!   chain, with weight `w`; policy gradient then goes to the chain steps (chain tokens and
+//!   the ANSWER marker) only, and the winner-takes-all rule still picks whose chain gets it
+//!   in phase 2. Without it the answer tokens are policy steps too.
+//!
+//! Both need the oracle's answers, which `collect` records
+//! ([`on_policy_with_answers`]).
 //!
 //! **Evaluation.** [`Agent::act`] outside collection plays member `eval_member` (what the
 //! Runner's periodic evaluation reports); [`population_eval`] plays every member on the same
@@ -35,7 +57,9 @@ use tch::{nn::Init, Device, Kind, Tensor};
 
 use super::reinforce::{by_difficulty, grid, pg_pass};
 use super::rl::{
-    best_in_groups, group_parts, leave_one_out_baseline, mean_std, poppy_advantages, reinforce_loss,
+    answer_ce_returns, answer_supervision_loss, best_in_groups, group_parts,
+    leave_one_out_baseline, mean_std, on_policy_with_answers, policy_gradient_steps,
+    poppy_advantages, reinforce_loss, take_recorded_answers, with_correct_answers, RewardKind,
 };
 use super::{load_optim, optim_tensors, CotPolicy};
 use crate::agent::{
@@ -58,6 +82,12 @@ pub struct PoppyConfig {
     pub entropy_weight: f64,
     /// The member [`Agent::act`] plays outside training (the Runner's evaluation), `< K`.
     pub eval_member: usize,
+    /// The return: `answer` (env reward) or `answer_ce` (minus the answer's cross-entropy
+    /// given the sampled chain, scored by the member that played it).
+    pub reward: RewardKind,
+    /// Weight of the answer cross-entropy given the sampled chain on every row (0 = pure
+    /// RL), `>= 0`.
+    pub answer_supervision: f64,
 }
 
 impl Default for PoppyConfig {
@@ -67,6 +97,8 @@ impl Default for PoppyConfig {
             phase1_steps: 0,
             entropy_weight: 1e-3,
             eval_member: 0,
+            reward: RewardKind::Answer,
+            answer_supervision: 0.0,
         }
     }
 }
@@ -86,13 +118,19 @@ impl PoppyConfig {
                 self.eval_member, self.members
             ));
         }
-        if !(self.entropy_weight.is_finite() && self.entropy_weight >= 0.0) {
-            return Err(format!(
-                "algo.entropy_weight = {}: expected a finite number >= 0",
-                self.entropy_weight
-            ));
+        for (k, v) in [
+            ("entropy_weight", self.entropy_weight),
+            ("answer_supervision", self.answer_supervision),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("algo.{k} = {v}: expected a finite number >= 0"));
+            }
         }
         Ok(())
+    }
+
+    fn needs_answers(&self) -> bool {
+        self.reward == RewardKind::AnswerCe || self.answer_supervision > 0.0
     }
 }
 
@@ -123,6 +161,9 @@ pub struct Poppy {
     micro_batches: usize,
     assignment: MemberAssignment,
     cache: Option<MemberCache>,
+    /// The correct answers of the rows of the last collected batch (when the config needs
+    /// them), handed from `collect` to `update`.
+    pending_answers: Option<Vec<Vec<i64>>>,
 }
 
 impl Poppy {
@@ -161,12 +202,18 @@ impl Poppy {
             micro_batches: micro_batches.max(1),
             assignment: MemberAssignment::Fixed(cfg.eval_member),
             cache: None,
+            pending_answers: None,
         })
     }
 
     /// The shared network.
     pub fn policy(&self) -> &CotPolicy {
         &self.policy
+    }
+
+    /// The config.
+    pub fn config(&self) -> &PoppyConfig {
+        &self.cfg
     }
 
     /// Population size `K`.
@@ -314,7 +361,17 @@ impl Agent for Poppy {
     ) -> Result<Episodes, AgentError> {
         let previous = self.assignment;
         self.set_assignment(MemberAssignment::ByRow);
-        let ep = ctx.on_policy(self, self.cfg.members, ActMode::Sample);
+        let k = self.cfg.members;
+        let ep = if self.cfg.needs_answers() {
+            let answer_action = self.policy.answer_action();
+            on_policy_with_answers(ctx, self, k, ActMode::Sample, answer_action).map(|(ep, a)| {
+                self.pending_answers = Some(a);
+                ep
+            })
+        } else {
+            self.pending_answers = None;
+            ctx.on_policy(self, k, ActMode::Sample)
+        };
         self.set_assignment(previous);
         ep
     }
@@ -333,16 +390,37 @@ impl Agent for Poppy {
         }
         let groups = n / k;
         let phase1 = self.opt.steps() < self.cfg.phase1_steps;
-        let returns = ep.returns();
+        let answer_action = self.policy.answer_action() as i64;
+        let member_of: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        let forced = if self.cfg.needs_answers() {
+            let answers = take_recorded_answers(&mut self.pending_answers, n)?;
+            Some(with_correct_answers(ep, &answers, answer_action))
+        } else {
+            None
+        };
+        let returns = match (&forced, self.cfg.reward) {
+            (Some(f), RewardKind::AnswerCe) => {
+                let rows = tch::no_grad(|| self.member_rows(&member_of));
+                answer_ce_returns(&self.policy, f, Some(&rows), self.micro_batches)?
+            }
+            _ => ep.returns(),
+        };
         let adv: Vec<f32> = if phase1 {
             let b = leave_one_out_baseline(&returns, k);
             returns.iter().zip(&b).map(|(r, b)| r - b).collect()
         } else {
             poppy_advantages(&returns, k)
         };
-        let answer_action = self.policy.answer_action() as i64;
         let (chain, answer) = super::step_kinds(ep, answer_action);
-        let steps: Vec<f32> = chain.iter().zip(&answer).map(|(c, a)| c + a).collect();
+        let supervise = self.cfg.answer_supervision > 0.0;
+        // With answer supervision the answer tokens of every row (all members, both phases)
+        // are trained by cross-entropy and only the chain gets policy gradient.
+        let steps = policy_gradient_steps(&chain, &answer, supervise);
+        let n_answer: f64 = answer.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
+        let train_ep = match (&forced, supervise) {
+            (Some(f), true) => f,
+            _ => ep,
+        };
         // The entropy bonus is averaged over the steps that get gradient.
         let trained: Vec<f32> = (0..n * t)
             .map(|c| {
@@ -356,14 +434,13 @@ impl Agent for Poppy {
         let n_trained: f64 = trained.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
         // Phase 1 averages over every sample, phase 2 over problems (one trained row each).
         let norm = if phase1 { n as f64 } else { groups as f64 };
-        let member_of: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
         self.opt.zero_grad();
-        let mut sums = [0f64; 3];
+        let mut sums = [0f64; 4]; // loss, pg, entropy, answer supervision
         for r in group_parts(n, k, self.micro_batches) {
             let part = if r.len() == n {
-                std::borrow::Cow::Borrowed(ep)
+                std::borrow::Cow::Borrowed(train_ep)
             } else {
-                std::borrow::Cow::Owned(ep.rows(r.clone()))
+                std::borrow::Cow::Owned(train_ep.rows(r.clone()))
             };
             let b = self.policy.teacher_batch(&part);
             let rows = self.member_rows(&member_of[r.clone()]);
@@ -374,14 +451,22 @@ impl Agent for Poppy {
             let w: Vec<f32> = cells.clone().map(|c| adv[c / t] * steps[c]).collect();
             let w = grid(&w, m, t, dev);
             let pg = reinforce_loss(&pass.logp, &w, norm);
-            let ent =
-                (&pass.entropy * grid(&trained[cells], m, t, dev)).sum(Kind::Float) / n_trained;
-            let loss = &pg - &ent * self.cfg.entropy_weight;
+            let ent = (&pass.entropy * grid(&trained[cells.clone()], m, t, dev)).sum(Kind::Float)
+                / n_trained;
+            let mut loss = &pg - &ent * self.cfg.entropy_weight;
+            let mut sup = 0.0;
+            if supervise {
+                let ce =
+                    answer_supervision_loss(&pass.logp, &grid(&answer[cells], m, t, dev), n_answer);
+                sup = ce.double_value(&[]);
+                loss += ce * self.cfg.answer_supervision;
+            }
             loss.backward();
             for (acc, x) in sums.iter_mut().zip([
                 loss.double_value(&[]),
                 pg.double_value(&[]),
                 ent.double_value(&[]),
+                sup,
             ]) {
                 *acc += x;
             }
@@ -391,6 +476,9 @@ impl Agent for Poppy {
         out.scalar("loss", sums[0]);
         out.scalar("pg_loss", sums[1]);
         out.scalar("entropy", sums[2]);
+        if supervise {
+            out.scalar("answer_supervision_loss", sums[3]);
+        }
         out.scalar("poppy/phase", if phase1 { 1.0 } else { 2.0 });
         let (r_mean, r_std) = mean_std(&returns);
         out.scalar("reward_mean", r_mean);
@@ -400,6 +488,11 @@ impl Agent for Poppy {
             .map(|g| g.iter().copied().fold(f32::NEG_INFINITY, f32::max))
             .collect();
         out.scalar("poppy/best_of_k_reward", mean_std(&best).0);
+        // Sampled accuracy (whatever the return), for the member and best-of-K.
+        let solved = ep.solved.iter().filter(|&&s| s).count();
+        out.scalar("solved", solved as f64 / n as f64);
+        let best_solved = ep.solved.chunks(k).filter(|g| g.iter().any(|&s| s)).count();
+        out.scalar("poppy/best_of_k_solved", best_solved as f64 / groups as f64);
         let nonzero: Vec<f32> = adv.iter().copied().filter(|&a| a != 0.0).collect();
         out.scalar("advantage_std", mean_std(&adv).1);
         out.scalar(
@@ -579,6 +672,7 @@ pub fn population_eval<E: Env>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algos::rl::oracle_answers;
     use crate::algos::AnyAgent;
     use crate::config::{Override, RunConfig};
     use crate::runner::Runner;
@@ -698,6 +792,177 @@ sampled = false
         p.set_assignment(MemberAssignment::Fixed(1));
         let l1 = p.next_logits(&obs);
         assert!(!l0.allclose(&l1, 1e-6, 1e-6, false));
+    }
+
+    /// `-log pi_member(correct answer | sampled chain)` of each row of `ep` (one answer token
+    /// per row), from a fresh forward pass of each row's observation at its answer step with
+    /// the row's member (row `i` is member `i % K`).
+    fn direct_answer_ce(p: &mut Poppy, ep: &Episodes, answers: &[Vec<i64>]) -> Vec<f64> {
+        let n = ep.len();
+        let answer_action = p.policy.answer_action() as i64;
+        let answer_step: Vec<usize> = (0..n)
+            .map(|i| {
+                let m = (0..ep.lengths[i])
+                    .position(|s| ep.actions[[i, s]] == answer_action)
+                    .expect("every episode answers");
+                assert_eq!(ep.lengths[i], m + 2, "one answer token");
+                assert_eq!(answers[i].len(), 1);
+                m + 1
+            })
+            .collect();
+        p.set_assignment(MemberAssignment::ByRow);
+        let mut ce = vec![f64::NAN; n];
+        for step in 0..ep.max_len() {
+            let tokens = ep.tokens.index_axis(ndarray::Axis(1), step).to_owned();
+            let mask = ep.action_mask.index_axis(ndarray::Axis(1), step).to_owned();
+            let features = Array2::<f32>::zeros((n, 0));
+            let obs = BatchObs {
+                tokens: tokens.view(),
+                features: features.view(),
+                action_mask: mask.view(),
+            };
+            p.cache = None;
+            let logits = p.next_logits(&obs);
+            for i in (0..n).filter(|&i| answer_step[i] == step) {
+                let legal: Vec<bool> = mask.row(i).to_vec();
+                let logp = crate::algos::masked_log_softmax(
+                    &logits.get(i as i64),
+                    &Tensor::from_slice(&legal),
+                );
+                ce[i] = -logp.double_value(&[answers[i][0]]);
+            }
+        }
+        p.cache = None;
+        ce
+    }
+
+    /// With answer supervision the update's answer loss is the mean cross-entropy of the
+    /// correct answer given each sampled chain (every member, both phases), and the
+    /// `answer_ce` returns are minus that cross-entropy under the row's own member.
+    #[test]
+    fn answer_supervision_and_answer_ce_score_the_correct_answer_per_member() {
+        let k = 3;
+        let cfg = config(&[
+            "algo.reward=\"answer_ce\"",
+            "algo.answer_supervision=1.0",
+            "algo.entropy_weight=0.0",
+        ]);
+        let env = cfg.env.build().unwrap();
+        let AnyAgent::Poppy(mut p) = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap() else {
+            panic!("not a poppy agent")
+        };
+        assert_eq!(p.config().phase1_steps, 1);
+        let n = 4 * k;
+        let mut batch = Lockstep::new(&env, n);
+        batch
+            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64((i / k) as u64), 2))
+            .unwrap();
+        let answer_action = p.policy.answer_action();
+        let answers = oracle_answers(batch.envs(), answer_action).unwrap();
+        p.set_assignment(MemberAssignment::ByRow);
+        let mut rng = EnvRng::seed_from_u64(7);
+        let mut ep = batch
+            .run(|obs, _| p.act(obs, ActMode::Sample, &mut rng), true)
+            .unwrap();
+        ep.samples_per_problem = k;
+        let wrong = (0..n)
+            .filter(|&i| ep.actions[[i, ep.lengths[i] - 1]] != answers[i][0])
+            .count();
+        assert!(
+            wrong > 0,
+            "some sampled answers are wrong, so forcing matters"
+        );
+        let forced = with_correct_answers(&ep, &answers, answer_action as i64);
+        let member_of: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        for phase in [1.0, 2.0] {
+            let direct = direct_answer_ce(&mut p, &ep, &answers);
+            let rows = tch::no_grad(|| p.member_rows(&member_of));
+            let returns = answer_ce_returns(&p.policy, &forced, Some(&rows), 2).unwrap();
+            for (r, c) in returns.iter().zip(&direct) {
+                assert!((f64::from(*r) + c).abs() < 1e-4, "return {r} vs CE {c}");
+            }
+            p.pending_answers = Some(answers.clone());
+            let m = p.update(&ep).unwrap();
+            assert_eq!(m.get("poppy/phase"), Some(phase));
+            let mean = direct.iter().sum::<f64>() / n as f64;
+            let sup = m.get("answer_supervision_loss").unwrap();
+            assert!((sup - mean).abs() < 1e-4, "phase {phase}: {sup} vs {mean}");
+            assert!((m.get("reward_mean").unwrap() + mean).abs() < 1e-4);
+        }
+        // The update needs the answers its own collection recorded.
+        assert!(p.update(&ep).is_err());
+    }
+
+    /// On the same problem and the same (oracle) chain, the `answer_ce` returns differ
+    /// between members, and only through the member embedding.
+    #[test]
+    fn answer_ce_returns_are_each_members_own() {
+        let k = 3;
+        let cfg = config(&["algo.reward=\"answer_ce\""]);
+        let env = cfg.env.build().unwrap();
+        let AnyAgent::Poppy(p) = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap() else {
+            panic!("not a poppy agent")
+        };
+        let n = 3 * k;
+        let mut batch = Lockstep::new(&env, n);
+        batch
+            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64((i / k) as u64), 2))
+            .unwrap();
+        let answers = oracle_answers(batch.envs(), p.policy.answer_action()).unwrap();
+        let ep = batch.run(crate::runner::oracle_policy, true).unwrap();
+        let forced = with_correct_answers(&ep, &answers, p.policy.answer_action() as i64);
+        let own: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+        let rows = tch::no_grad(|| p.member_rows(&own));
+        let by_member = answer_ce_returns(&p.policy, &forced, Some(&rows), 1).unwrap();
+        let rows0 = tch::no_grad(|| p.member_rows(&vec![0; n]));
+        let member0 = answer_ce_returns(&p.policy, &forced, Some(&rows0), 3).unwrap();
+        for g in 0..n / k {
+            let grp = &by_member[g * k..(g + 1) * k];
+            assert!(grp.iter().all(|&r| r < 0.0));
+            for a in 0..k {
+                for b in a + 1..k {
+                    assert!((grp[a] - grp[b]).abs() > 1e-6, "members {a}, {b}: {grp:?}");
+                }
+            }
+            // Member 0 everywhere: equal within the group, and row 0 agrees.
+            let same = &member0[g * k..(g + 1) * k];
+            assert!(same.iter().all(|&r| (r - same[0]).abs() < 1e-5), "{same:?}");
+            assert!((same[0] - grp[0]).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn the_recipe_options_are_validated_by_name() {
+        let d = PoppyConfig::default();
+        let r = crate::algos::ReinforceConfig::default();
+        assert_eq!(
+            (d.reward, d.answer_supervision),
+            (r.reward, r.answer_supervision)
+        );
+        let ok = "[algo]\nname = \"poppy\"\nreward = \"answer_ce\"\nanswer_supervision = 0.5\n";
+        RunConfig::from_toml_str(ok, "x", "x", &[]).unwrap();
+        for (bad, key) in [
+            ("answer_supervision = -1.0", "answer_supervision"),
+            ("answer_supervision = nan", "answer_supervision"),
+            // serde names the accepted spellings rather than the key.
+            ("reward = \"chain\"", "answer_ce"),
+        ] {
+            let text = format!("[algo]\nname = \"poppy\"\n{bad}\n");
+            let e = RunConfig::from_toml_str(&text, "x", "x", &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        let mut c = PoppyConfig {
+            answer_supervision: f64::INFINITY,
+            ..PoppyConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("algo.answer_supervision"));
+        c.answer_supervision = 0.0;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

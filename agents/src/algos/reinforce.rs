@@ -33,14 +33,15 @@
 use std::borrow::Cow;
 
 use envs::{Env, EnvRng, EnvSpec};
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::expert_iteration::InitFrom;
 use super::rl::{
-    batch_mean_baseline, ema_update, entropy_per_chain_position, group_parts,
-    leave_one_out_baseline, mean_std, oracle_answers, reinforce_loss, with_correct_answers,
-    BaselineKind, GradVariance, RewardKind,
+    answer_ce_returns, answer_supervision_loss, batch_mean_baseline, ema_update,
+    entropy_per_chain_position, group_parts, leave_one_out_baseline, mean_std,
+    on_policy_with_answers, policy_gradient_steps, reinforce_loss, take_recorded_answers,
+    with_correct_answers, BaselineKind, GradVariance, RewardKind,
 };
 use super::{load_optim, masked_log_softmax, optim_tensors, CotPolicy, TeacherBatch};
 use crate::agent::{
@@ -70,6 +71,11 @@ pub struct ReinforceConfig {
     pub answer_supervision: f64,
     /// Estimate the gradient variance (computes the update in at least two parts).
     pub grad_variance: bool,
+    /// A run directory or checkpoint file whose model parameters initialise the policy
+    /// before the first update (empty: the seed's random weights), as `expert_iteration`'s
+    /// `init`; its `[model]` must match. Resuming or evaluating this run reads only its own
+    /// checkpoints.
+    pub init: String,
 }
 
 impl Default for ReinforceConfig {
@@ -83,6 +89,7 @@ impl Default for ReinforceConfig {
             ema_decay: 0.9,
             answer_supervision: 0.0,
             grad_variance: true,
+            init: String::new(),
         }
     }
 }
@@ -175,6 +182,8 @@ pub struct Reinforce {
     /// The correct answers of the rows of the last collected batch (when the config needs
     /// them), handed from `collect` to `update`.
     pending_answers: Option<Vec<Vec<i64>>>,
+    /// `algo.init`, loaded before the first update of a fresh run.
+    init: InitFrom,
 }
 
 /// Name of the EMA baseline's state in checkpoints.
@@ -206,6 +215,7 @@ impl Reinforce {
             micro_batches: micro_batches.max(1),
             ema: None,
             pending_answers: None,
+            init: InitFrom::new(&cfg.init),
         })
     }
 
@@ -217,30 +227,6 @@ impl Reinforce {
     /// The config.
     pub fn config(&self) -> &ReinforceConfig {
         &self.cfg
-    }
-
-    /// Minus the correct answer's cross-entropy given each episode's sampled chain.
-    fn answer_ce_returns(&self, forced: &Episodes) -> Vec<f32> {
-        let (n, t) = (forced.len(), forced.max_len());
-        let (_, answer) = super::step_kinds(forced, self.policy.answer_action() as i64);
-        let mut out = Vec::with_capacity(n);
-        tch::no_grad(|| {
-            for r in group_parts(n, 1, self.micro_batches) {
-                let part = forced.rows(r.clone());
-                let b = self.policy.teacher_batch(&part);
-                let pass = pg_pass(&self.policy, &b, None, false);
-                let mask = grid(
-                    &answer[r.start * t..r.end * t],
-                    r.len(),
-                    t,
-                    pass.logp.device(),
-                );
-                let ce = -(&pass.logp * mask).sum_dim_intlist(-1, false, Kind::Float);
-                let v: Vec<f32> = Vec::try_from(ce.to_device(Device::Cpu)).unwrap_or_default();
-                out.extend(v.into_iter().map(|x| -x));
-            }
-        });
-        out
     }
 }
 
@@ -286,22 +272,14 @@ impl Agent for Reinforce {
         &mut self,
         ctx: &mut crate::runner::Collector<'_, E>,
     ) -> Result<Episodes, AgentError> {
+        self.init.apply(self.opt.steps(), &mut [&mut self.policy])?;
         let k = self.cfg.samples_per_problem;
         if !self.cfg.needs_answers() {
             self.pending_answers = None;
             return ctx.on_policy(self, k, ActMode::Sample);
         }
         let answer_action = self.policy.answer_action();
-        let envs = ctx.reset_problems(k)?;
-        let answers = oracle_answers(envs, answer_action).ok_or_else(|| {
-            AgentError::Incompatible(
-                "algo.reward = \"answer_ce\" and algo.answer_supervision need an env whose \
-                 oracle gives the answer"
-                    .into(),
-            )
-        })?;
-        let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
-        let ep = ctx.run_episodes(|obs, _| self.act(obs, ActMode::Sample, &mut rng), k)?;
+        let (ep, answers) = on_policy_with_answers(ctx, self, k, ActMode::Sample, answer_action)?;
         self.pending_answers = Some(answers);
         Ok(ep)
     }
@@ -317,16 +295,7 @@ impl Agent for Reinforce {
         let k = ep.samples_per_problem.max(1);
         let answer_action = self.policy.answer_action() as i64;
         let answers = if self.cfg.needs_answers() {
-            match self.pending_answers.take() {
-                Some(a) if a.len() == n => Some(a),
-                _ => {
-                    return Err(AgentError::Incompatible(
-                        "this config needs the correct answers, which `collect` records: \
-                         update a batch that this agent collected"
-                            .into(),
-                    ))
-                }
-            }
+            Some(take_recorded_answers(&mut self.pending_answers, n)?)
         } else {
             None
         };
@@ -336,7 +305,8 @@ impl Agent for Reinforce {
         let returns = match self.cfg.reward {
             RewardKind::Answer => ep.returns(),
             RewardKind::AnswerCe => {
-                self.answer_ce_returns(forced.as_ref().expect("answers were recorded"))
+                let forced = forced.as_ref().expect("answers were recorded");
+                answer_ce_returns(&self.policy, forced, None, self.micro_batches)?
             }
         };
         let (r_mean, r_std) = mean_std(&returns);
@@ -352,11 +322,7 @@ impl Agent for Reinforce {
         let (chain, answer) = super::step_kinds(ep, answer_action);
         let supervise = self.cfg.answer_supervision > 0.0;
         // Policy-gradient steps: the chain and marker, plus the answer unless supervised.
-        let pg_steps: Vec<f32> = chain
-            .iter()
-            .zip(&answer)
-            .map(|(&c, &a)| if supervise { c } else { c + a })
-            .collect();
+        let pg_steps = policy_gradient_steps(&chain, &answer, supervise);
         let valid: Vec<f32> = chain.iter().zip(&answer).map(|(c, a)| c + a).collect();
         let n_pg: f64 = pg_steps.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
         let n_valid: f64 = valid.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
@@ -404,7 +370,7 @@ impl Agent for Reinforce {
             let mut sup = 0.0;
             if supervise {
                 let amask = grid(&answer[cells], m, t, dev);
-                let ce = -(&pass.logp * amask).sum(Kind::Float) / n_answer;
+                let ce = answer_supervision_loss(&pass.logp, &amask, n_answer);
                 sup = ce.double_value(&[]);
                 loss += ce * self.cfg.answer_supervision;
             }
@@ -492,6 +458,7 @@ impl Agent for Reinforce {
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
+        self.init.cancel();
         self.policy.load_params(tensors)?;
         load_optim(&mut self.opt, tensors)?;
         self.ema = tensors

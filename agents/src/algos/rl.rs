@@ -6,12 +6,23 @@
 //!
 //! Rows follow [`Experience::OnPolicy`](crate::agent::Experience::OnPolicy): the `K`
 //! samples of problem `g` are rows `g*K..(g+1)*K`.
+//!
+//! The answer-supervision recipe (`reward = "answer_ce"`, `answer_supervision > 0`) is
+//! shared too: [`on_policy_with_answers`] collects the episodes with the oracle's answers,
+//! [`take_recorded_answers`] hands them to the update, [`with_correct_answers`] forces them
+//! into the episodes, [`answer_ce_returns`] scores each sampled chain, and
+//! [`policy_gradient_steps`] / [`answer_supervision_loss`] split the loss between the chain
+//! (policy gradient) and the answer (cross-entropy).
 
-use envs::Env;
+use envs::{Env, EnvRng};
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::agent::Episodes;
+use super::reinforce::{grid, pg_pass};
+use super::CotPolicy;
+use crate::agent::{ActMode, Agent, AgentError, Episodes};
+use crate::runner::Collector;
 
 /// The baseline subtracted from each episode's return (`[algo] baseline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,6 +205,101 @@ pub fn with_correct_answers(ep: &Episodes, answers: &[Vec<i64>], answer_action: 
         }
     }
     out
+}
+
+/// Plays `k` episodes of each fresh problem with `agent` (like
+/// [`Collector::on_policy`]) and returns them with the oracle's answer of every row (see
+/// [`oracle_answers`]), which the answer-supervision recipe needs at the update. The actions
+/// are drawn with an RNG seeded from the collector's.
+pub fn on_policy_with_answers<E: Env, A: Agent>(
+    ctx: &mut Collector<'_, E>,
+    agent: &mut A,
+    k: usize,
+    mode: ActMode,
+    answer_action: usize,
+) -> Result<(Episodes, Vec<Vec<i64>>), AgentError> {
+    let envs = ctx.reset_problems(k)?;
+    let answers = oracle_answers(envs, answer_action).ok_or_else(|| {
+        AgentError::Incompatible(
+            "algo.reward = \"answer_ce\" and algo.answer_supervision need an env whose \
+             oracle gives the answer"
+                .into(),
+        )
+    })?;
+    let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
+    let ep = ctx.run_episodes(|obs, _| agent.act(obs, mode, &mut rng), k)?;
+    Ok((ep, answers))
+}
+
+/// The answers recorded by `collect` for a batch of `n` rows, taken out of `pending`; an
+/// error when there are none or they belong to another batch (an update of episodes the
+/// agent did not collect itself).
+pub fn take_recorded_answers(
+    pending: &mut Option<Vec<Vec<i64>>>,
+    n: usize,
+) -> Result<Vec<Vec<i64>>, AgentError> {
+    match pending.take() {
+        Some(a) if a.len() == n => Ok(a),
+        _ => Err(AgentError::Incompatible(
+            "this config needs the correct answers, which `collect` records: update a batch \
+             that this agent collected"
+                .into(),
+        )),
+    }
+}
+
+/// Minus the correct answer's cross-entropy given each episode's sampled chain (the
+/// `answer_ce` return), summed over the answer steps of `forced` (episodes from
+/// [`with_correct_answers`]); an episode without answer steps scores 0. Computed without
+/// gradient in `parts` contiguous parts. `extra_rows [n, R, width]`, one entry per row of
+/// `forced`, are appended to the encoder memory (POPPY's member embeddings), so each row is
+/// scored by the member that played it.
+pub fn answer_ce_returns(
+    policy: &CotPolicy,
+    forced: &Episodes,
+    extra_rows: Option<&Tensor>,
+    parts: usize,
+) -> Result<Vec<f32>, AgentError> {
+    let (n, t) = (forced.len(), forced.max_len());
+    let (_, answer) = super::step_kinds(forced, policy.answer_action() as i64);
+    let mut out = Vec::with_capacity(n);
+    tch::no_grad(|| -> Result<(), AgentError> {
+        for r in group_parts(n, 1, parts) {
+            let part = forced.rows(r.clone());
+            let b = policy.teacher_batch(&part);
+            let rows = extra_rows.map(|x| x.narrow(0, r.start as i64, r.len() as i64));
+            let pass = pg_pass(policy, &b, rows.as_ref(), false);
+            let mask = grid(
+                &answer[r.start * t..r.end * t],
+                r.len(),
+                t,
+                pass.logp.device(),
+            );
+            let ll = (&pass.logp * mask).sum_dim_intlist(-1, false, Kind::Float);
+            out.extend(Vec::<f32>::try_from(ll.to_device(Device::Cpu))?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The steps that get policy gradient, over `step_kinds`' `chain` and `answer` masks: the
+/// chain and the ANSWER marker, plus the answer tokens unless they are trained by answer
+/// supervision (`supervise`).
+pub fn policy_gradient_steps(chain: &[f32], answer: &[f32], supervise: bool) -> Vec<f32> {
+    chain
+        .iter()
+        .zip(answer)
+        .map(|(&c, &a)| if supervise { c } else { c + a })
+        .collect()
+}
+
+/// The answer-supervision term `-(1/n_answer) sum_{i,t} answer[i,t] * logp[i,t]`: with
+/// `logp` the log-probabilities of the correct answer tokens (a pass over
+/// [`with_correct_answers`] episodes), the mean cross-entropy of the correct answer given
+/// the sampled chain, where `n_answer` counts the answer steps of the whole batch.
+pub fn answer_supervision_loss(logp: &Tensor, answer_mask: &Tensor, n_answer: f64) -> Tensor {
+    -(logp * answer_mask.to_device(logp.device())).sum(Kind::Float) / n_answer.max(1.0)
 }
 
 /// Accumulates the flattened gradient after each micro-batch to estimate the variance of
@@ -411,6 +517,46 @@ mod tests {
         let parts = vec![(3, vec![1.0f32, 1.0]), (3, vec![1.0, 1.0])];
         assert!(estimate_grad_variance(&parts).unwrap().0.abs() < 1e-12);
         assert!(estimate_grad_variance(&parts[..1]).is_none());
+    }
+
+    #[test]
+    fn answer_supervision_takes_the_answer_steps_out_of_the_policy_gradient() {
+        // Row 0: two chain tokens, the marker, the answer; row 1: the marker, the answer, padding.
+        let chain = [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+        let answer = [0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+        assert!(close(
+            &policy_gradient_steps(&chain, &answer, false),
+            &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+        ));
+        assert!(close(&policy_gradient_steps(&chain, &answer, true), &chain));
+        // Answer log-probs ln 0.5 and ln 0.25: CE = (ln 2 + ln 4) / 2 = 1.5 ln 2.
+        let logp = Tensor::from_slice(&[
+            -9.0f32,
+            -9.0,
+            -9.0,
+            0.5f32.ln(),
+            -9.0,
+            0.25f32.ln(),
+            -9.0,
+            -9.0,
+        ])
+        .view([2, 4]);
+        let mask = Tensor::from_slice(&answer).view([2, 4]);
+        let ce = answer_supervision_loss(&logp, &mask, 2.0).double_value(&[]);
+        assert!((ce - 1.5 * std::f64::consts::LN_2).abs() < 1e-6, "{ce}");
+    }
+
+    #[test]
+    fn missing_or_foreign_answers_are_an_error() {
+        let mut pending = Some(vec![vec![1i64], vec![2]]);
+        assert!(take_recorded_answers(&mut pending, 3).is_err());
+        assert!(pending.is_none());
+        let mut pending = Some(vec![vec![1i64], vec![2]]);
+        assert_eq!(
+            take_recorded_answers(&mut pending, 2).unwrap(),
+            vec![vec![1], vec![2]]
+        );
+        assert!(take_recorded_answers(&mut pending, 2).is_err());
     }
 
     #[test]
