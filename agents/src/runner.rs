@@ -487,7 +487,12 @@ impl<E: Env, A: Agent> Runner<E, A> {
     pub fn resume(mut self, run_dir: &Path) -> Result<Self, RunError> {
         let loaded = checkpoint::load_latest(run_dir)?;
         let saved = &loaded.checkpoint;
-        let diffs = checkpoint::config_differences(&saved.config_toml, &self.cfg.to_toml())?;
+        // A run saved before a config key existed has no value for it; read through today's
+        // schema, the key takes its default, which is what that run used.
+        let saved_toml = RunConfig::from_resolved(&saved.config_toml, "the checkpoint's config")
+            .map(|c| c.to_toml())
+            .unwrap_or_else(|_| saved.config_toml.clone());
+        let diffs = checkpoint::config_differences(&saved_toml, &self.cfg.to_toml())?;
         let fatal: Vec<&String> = diffs
             .iter()
             .filter(|d| {
@@ -975,6 +980,31 @@ every = 2
             .expect("a mismatched config is an error")
             .to_string();
         assert!(err.contains("model.heads: saved 2, current 4"), "{err}");
+    }
+
+    /// A checkpoint from before a config key existed (simulated by deleting `model.dropout`
+    /// from the saved config) resumes: the missing key counts as its default.
+    #[test]
+    fn a_run_saved_before_a_new_key_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let mut r = runner(config(&["train.steps=1"]))
+            .with_run_dir(&run_dir)
+            .unwrap();
+        let path = r.train().unwrap().checkpoint.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old = text.replace("dropout = 0.0\\n", "");
+        assert_ne!(old, text, "the saved config names model.dropout");
+        std::fs::write(&path, old).unwrap();
+        let resumed = runner(config(&["train.steps=2"])).resume(&run_dir).unwrap();
+        assert_eq!(resumed.step(), 1);
+        // A key whose saved value differs from the current one is still an error.
+        let err = runner(config(&["train.steps=2", "model.heads=4"]))
+            .resume(&run_dir)
+            .err()
+            .expect("a changed model is an error")
+            .to_string();
+        assert!(err.contains("model.heads"), "{err}");
     }
 
     #[test]
