@@ -982,16 +982,22 @@ every = 2
         assert!(err.contains("model.heads: saved 2, current 4"), "{err}");
     }
 
+    /// A run of one update in `dir/r`: its directory and its checkpoint.
+    fn one_step_run(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let run_dir = dir.join("r");
+        let mut r = runner(config(&["train.steps=1"]))
+            .with_run_dir(&run_dir)
+            .unwrap();
+        let path = r.train().unwrap().checkpoint.unwrap();
+        (run_dir, path)
+    }
+
     /// A checkpoint from before a config key existed (simulated by deleting `model.dropout`
     /// from the saved config) resumes: the missing key counts as its default.
     #[test]
     fn a_run_saved_before_a_new_key_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let run_dir = dir.path().join("r");
-        let mut r = runner(config(&["train.steps=1"]))
-            .with_run_dir(&run_dir)
-            .unwrap();
-        let path = r.train().unwrap().checkpoint.unwrap();
+        let (run_dir, path) = one_step_run(dir.path());
         let text = std::fs::read_to_string(&path).unwrap();
         let old = text.replace("dropout = 0.0\\n", "");
         assert_ne!(old, text, "the saved config names model.dropout");
@@ -1010,11 +1016,7 @@ every = 2
     #[test]
     fn a_corrupt_checkpoint_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let run_dir = dir.path().join("r");
-        let mut r = runner(config(&["train.steps=1"]))
-            .with_run_dir(&run_dir)
-            .unwrap();
-        let path = r.train().unwrap().checkpoint.unwrap();
+        let (run_dir, path) = one_step_run(dir.path());
         let tensors = path.with_extension("safetensors");
         let mut bytes = std::fs::read(&tensors).unwrap();
         let last = bytes.len() - 1;

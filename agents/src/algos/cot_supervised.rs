@@ -286,8 +286,14 @@ sampled = false
         };
         let (one, m1, _) = run(1);
         let (three, m3, m3b) = run(3);
-        assert!((m1.get("loss").unwrap() - m3.get("loss").unwrap()).abs() < 1e-5);
-        assert!((m1.get("grad_norm").unwrap() - m3.get("grad_norm").unwrap()).abs() < 1e-5);
+        // Equal up to f32 rounding: summing three parts reorders the reductions, and
+        // libtorch's threaded reductions are not ordered either (seen 1 run in 4 at 1e-5).
+        let same = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(1.0);
+        assert!(same(m1.get("loss").unwrap(), m3.get("loss").unwrap()));
+        assert!(same(
+            m1.get("grad_norm").unwrap(),
+            m3.get("grad_norm").unwrap()
+        ));
         assert!(m3b.get("loss").unwrap() < m3.get("loss").unwrap());
         for ((n, a), (_, b)) in one.iter().zip(three.iter()) {
             if n.starts_with("optim/step") {

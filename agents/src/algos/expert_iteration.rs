@@ -66,7 +66,6 @@
 //! `value_target = "answer_prob"` regresses the value on the probability the network gives
 //! that answer after the played chain, a dense value in place of the mostly-0 outcome.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -80,12 +79,12 @@ use search::{
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::init::InitFrom;
 use super::rl::{answer_ce_returns, oracle_answers, take_recorded_answers, with_correct_answers};
 use super::{load_optim, masked_log_softmax, optim_tensors, step_kinds, CotPolicy, MODEL_PREFIX};
 use crate::agent::{
     ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
 };
-use crate::checkpoint;
 use crate::model::{ModelConfig, ModelLayout};
 use crate::optim::{micro_batches, AdamW, OptimConfig};
 use crate::runner::{Collector, Lockstep};
@@ -371,64 +370,6 @@ pub struct ExpertIteration {
     anchor: Option<CotPolicy>,
     /// The correct answers of the rows last collected, when the config reads them.
     answers: Option<Vec<Vec<i64>>>,
-}
-
-/// A run's `algo.init`: a run directory or checkpoint file whose model parameters initialise
-/// the policy before the first update of a fresh run (`expert_iteration` and `reinforce`).
-///
-/// Loaded at the first update rather than at construction, so that evaluating or resuming
-/// the run never needs the init run to be there: its own checkpoints hold the weights, and
-/// [`Agent::load_state`] cancels the pending init.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct InitFrom {
-    path: String,
-    pending: bool,
-}
-
-impl InitFrom {
-    /// The init from `path` (empty: none).
-    pub(crate) fn new(path: &str) -> Self {
-        InitFrom {
-            path: path.to_string(),
-            pending: !path.is_empty(),
-        }
-    }
-
-    /// The run's own state was loaded: nothing to initialise.
-    pub(crate) fn cancel(&mut self) {
-        self.pending = false;
-    }
-
-    /// Copies the checkpoint's model parameters into `policies`, once, when pending and no
-    /// update was done yet (`steps == 0`). A missing or unreadable checkpoint, or one whose
-    /// model does not fit `[model]` (other names, shapes or dtypes), is an error naming
-    /// `algo.init`.
-    pub(crate) fn apply(
-        &mut self,
-        steps: u64,
-        policies: &mut [&mut CotPolicy],
-    ) -> Result<(), AgentError> {
-        if !std::mem::take(&mut self.pending) || steps > 0 {
-            return Ok(());
-        }
-        let init = &self.path;
-        let path = Path::new(init);
-        if !path.exists() && !path.with_extension("json").exists() {
-            return Err(AgentError::Incompatible(format!(
-                "algo.init = {init:?}: no such run directory or checkpoint file"
-            )));
-        }
-        let loaded = checkpoint::load(path)
-            .map_err(|e| AgentError::Incompatible(format!("algo.init = {init:?}: {e}")))?;
-        for p in policies.iter_mut() {
-            p.load_params(&loaded.tensors).map_err(|e| {
-                AgentError::Incompatible(format!(
-                    "algo.init = {init:?}: the saved model does not fit [model]: {e}"
-                ))
-            })?;
-        }
-        Ok(())
-    }
 }
 
 /// Checkpoint prefix of the anchor network's parameters.

@@ -12,6 +12,7 @@
 
 mod cot_supervised;
 mod expert_iteration;
+mod init;
 pub mod poppy;
 mod reinforce;
 pub mod rl;

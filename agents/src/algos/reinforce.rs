@@ -36,7 +36,7 @@ use envs::{Env, EnvRng, EnvSpec};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::expert_iteration::InitFrom;
+use super::init::InitFrom;
 use super::rl::{
     answer_ce_returns, answer_supervision_loss, batch_mean_baseline, ema_update,
     entropy_per_chain_position, group_parts, leave_one_out_baseline, mean_std,
