@@ -1,7 +1,5 @@
 //! The `factorexe` command line.
 
-mod cli;
-
 fn main() -> anyhow::Result<()> {
-    cli::run()
+    factorexe::Cli::default().run()
 }

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use factorexe::envs::registry::{COT_PARAMS, ENTRIES, THINK_PARAMS};
+use factorexe::envs::registry::{self, COT_PARAMS, THINK_PARAMS};
 
 fn factorexe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_factorexe"))
@@ -76,7 +76,7 @@ fn list_names_every_env_and_the_shared_parameters() {
             "`{name}` is not listed:\n{text}"
         );
     }
-    for e in ENTRIES {
+    for e in registry::entries() {
         assert!(
             text.contains(e.summary),
             "no summary of {}:\n{text}",
@@ -168,7 +168,7 @@ fn show_defaults_to_the_hardest_level_and_accepts_key_equals_value() {
 
 #[test]
 fn check_passes_for_every_registered_env() {
-    let names: Vec<&str> = ENTRIES.iter().map(|e| e.name).collect();
+    let names: Vec<&str> = registry::entries().iter().map(|e| e.name).collect();
     for name in ["cycle", "cvpr", "multiplication", "binpack"] {
         assert!(names.contains(&name), "{name} is not registered");
     }

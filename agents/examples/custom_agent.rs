@@ -1,6 +1,9 @@
-//! A new agent in one file, trained by the unchanged Runner (collection, evaluation per
-//! difficulty, logging, checkpoints come for free): an MLP over one-hot observation tokens
-//! that clones the oracle's actions.
+//! A new agent in one file, trained by the unchanged Runner through `agents::train`
+//! (collection, evaluation per difficulty, TensorBoard logging, checkpoints, Ctrl-C come
+//! for free): an MLP over one-hot observation tokens that clones the oracle's actions.
+//! `BuildAgent` gives it a name and settings, so `[algo] name = "mlp_cloner"` trains it and
+//! the run's `config.toml` records it; `factorexe::Cli::default().agent::<MlpCloner>()`
+//! puts it on every CLI command.
 //!
 //! ```text
 //! cargo run --release -p factorexe-agents --example custom_agent
@@ -10,15 +13,17 @@
 //! `Experience::OnPolicy { samples_per_problem, mode }`), chooses actions from observations,
 //! learns from a batch of [`Episodes`], and names its tensors for checkpoints.
 
-use agents::agent::{choose_actions, ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes};
-use agents::agent::{Experience, Metrics};
-use agents::algos::{load_optim, masked_log_softmax, optim_tensors, MODEL_PREFIX};
+use agents::act::choose_actions;
+use agents::agent::{collect_declared, AgentContext, BuildAgent, Collector};
 use agents::checkpoint::{copy_into, var_store_tensors};
 use agents::config::RunConfig;
-use agents::eval::EvalReport;
 use agents::optim::{AdamW, OptimConfig};
-use agents::runner::Runner;
+use agents::policy::{load_optim, masked_log_softmax, optim_tensors, MODEL_PREFIX};
+use agents::runner::TrainSummary;
+use agents::train::{train, TrainOptions};
+use agents::{ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics};
 use envs::{EnvRng, EnvSpec};
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Behaviour cloning with a two-layer MLP over the one-hot encoded observation tokens.
@@ -65,9 +70,42 @@ impl MlpCloner {
     }
 }
 
+/// The agent's `[algo]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpClonerSettings {
+    /// Hidden units.
+    pub hidden: i64,
+}
+
+impl Default for MlpClonerSettings {
+    fn default() -> Self {
+        MlpClonerSettings { hidden: 256 }
+    }
+}
+
+impl BuildAgent for MlpCloner {
+    const NAME: &'static str = "mlp_cloner";
+    const SUMMARY: &'static str = "behaviour cloning with an MLP over one-hot tokens";
+    type Settings = MlpClonerSettings;
+
+    fn validate(s: &MlpClonerSettings) -> Result<(), String> {
+        if s.hidden < 1 {
+            return Err(format!("algo.hidden = {}: expected >= 1", s.hidden));
+        }
+        Ok(())
+    }
+
+    fn build(ctx: &AgentContext<'_>, s: MlpClonerSettings) -> Result<Self, AgentError> {
+        Ok(MlpCloner::new(ctx.spec, s.hidden, ctx.optim, ctx.steps))
+    }
+}
+
 impl Agent for MlpCloner {
+    type Batch = Episodes;
+
     fn name(&self) -> &str {
-        "mlp_cloner"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -85,7 +123,11 @@ impl Agent for MlpCloner {
         choose_actions(&logits, obs.action_mask, mode, rng)
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<Episodes, AgentError> {
+        collect_declared(self, ctx)
+    }
+
+    fn update(&mut self, ep: Episodes) -> Result<Metrics, AgentError> {
         // Every step of every episode is one example: (observation, legal actions, action).
         let (mut tokens, mut masks, mut targets) = (vec![], vec![], vec![]);
         for i in 0..ep.len() {
@@ -122,25 +164,33 @@ impl Agent for MlpCloner {
     }
 }
 
-/// Trains the cloner on Cycle(L=5) at 1 and 2 hops for `steps` updates and returns the final
-/// evaluation (greedy and sampled, per difficulty).
-pub fn run(steps: u64) -> Result<EvalReport, Box<dyn std::error::Error>> {
+/// Trains the cloner on Cycle(L=5) at 1 and 2 hops for `steps` updates into `run_dir`.
+pub fn run(
+    steps: u64,
+    run_dir: &std::path::Path,
+) -> Result<TrainSummary, Box<dyn std::error::Error>> {
+    // Registering twice (a second call in one process) is refused; the first one holds.
+    let _ = agents::registry::register_agent::<MlpCloner>();
     let config = format!(
         "[env]\nname = \"cycle\"\nlength = 5\n\
          [train]\nsteps = {steps}\nbatch_size = 64\nlevels = [1, 2]\n\
+         [algo]\nname = \"mlp_cloner\"\nhidden = 256\n\
          [optim]\nlr = 3e-3\nwarmup_steps = 10\n\
          [eval]\nevery = 0\nepisodes = 300\n"
     );
     let cfg = RunConfig::from_toml_str(&config, "inline", "custom_agent", &[])?;
-    let env = cfg.env.build()?;
-    let agent = MlpCloner::new(envs::Env::spec(&env), 256, &cfg.optim, cfg.train.steps);
-    let mut runner = Runner::new(cfg, env, agent)?;
-    let summary = runner.train()?;
-    Ok(summary.eval.expect("training ends with an evaluation"))
+    let mut opts = TrainOptions::new(cfg);
+    opts.run_dir = Some(run_dir.to_path_buf());
+    opts.overwrite = true;
+    opts.progress = false;
+    Ok(train(opts)?)
 }
 
 #[allow(dead_code)] // The test that runs this example includes the file and calls `run`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    print!("{}", run(300)?.table());
+    let summary = run(300, std::path::Path::new("runs/custom_agent"))?;
+    if let Some(report) = summary.eval {
+        print!("{}", report.table());
+    }
     Ok(())
 }

@@ -44,7 +44,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -272,46 +272,6 @@ fn stem(step: u64) -> String {
     format!("step-{step:010}")
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync,
-/// rename over `path`, fsync of the directory. Readers see the old content or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Hidden temporary next to `path`: `.name.tmp`.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Makes the rename durable. Opening a directory for fsync works on Unix; elsewhere the
-    // rename is still atomic, only its durability across power loss is weaker.
-    match File::open(dir) {
-        Ok(d) => d.sync_all().or(Ok(())),
-        Err(_) => Ok(()),
-    }
-}
-
 /// Saves a checkpoint of `tensors` (any device; copied to the CPU) at `ckpt.step` into
 /// `run_dir/checkpoints/`, then removes all but the newest `keep_last` checkpoints
 /// (`0` keeps all). Saving twice at the same step replaces the first. Returns the sidecar path.
@@ -364,7 +324,7 @@ pub fn save<S: AsRef<str>, T: AsRef<Tensor>>(
 
     let stem = stem(ckpt.step);
     let tensors_path = dir.join(format!("{stem}.safetensors"));
-    let tmp = temp_path(&tensors_path);
+    let tmp = crate::files::temp_path(&tensors_path);
     let written = (|| {
         Tensor::write_safetensors(&cpu, &tmp).map_err(|e| CheckpointError::Tensor {
             name: "(all)".to_string(),
@@ -407,7 +367,7 @@ pub fn save<S: AsRef<str>, T: AsRef<Tensor>>(
         reason: e.to_string(),
     })?;
     let json_path = dir.join(format!("{stem}.json"));
-    write_atomic(&json_path, &json).map_err(io_err(&json_path))?;
+    crate::files::write_atomic(&json_path, &json).map_err(io_err(&json_path))?;
 
     prune(&dir, keep_last)?;
     Ok(json_path)

@@ -39,8 +39,8 @@ use search::{
 };
 
 use crate::agent::AgentError;
-use crate::algos::CotPolicy;
 use crate::logging::{markdown_table, LogError, Logger};
+use crate::policy::CotPolicy;
 use crate::search_eval::{PolicyEvaluator, ValueSource};
 
 /// Salt of the searchers' random streams.

@@ -20,7 +20,7 @@
 //!
 //! [model]                       # see agents::model::ModelConfig
 //! [optim]                       # see agents::optim::OptimConfig
-//! [eval]                        # see agents::eval::EvalConfig
+//! [eval]                        # see EvalConfig
 //! [log]                         # see LogConfig
 //! ```
 
@@ -32,8 +32,6 @@ use envs::{Curriculum, Difficulty, DifficultySampler, EnvError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::algos::AlgoConfig;
-use crate::eval::EvalConfig;
 use crate::model::ModelConfig;
 use crate::optim::OptimConfig;
 
@@ -415,7 +413,6 @@ impl RunConfig {
             .validate()
             .map_err(|e| invalid(format!("[model] {e}")))?;
         self.eval.validate().map_err(invalid)?;
-        self.algo.validate().map_err(invalid)?;
         if self.log.every == 0 {
             return Err(invalid("log.every = 0: expected an integer >= 1".into()));
         }
@@ -430,6 +427,102 @@ impl RunConfig {
     /// Parses a resolved config written by [`to_toml`](Self::to_toml).
     pub fn from_resolved(text: &str, source: &str) -> Result<RunConfig, ConfigError> {
         Self::from_toml_str(text, source, "", &[])
+    }
+}
+
+/// The `[eval]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many updates (0 = only at the end of training).
+    pub every: u64,
+    /// Problems per difficulty level, `>= 1`.
+    pub episodes: usize,
+    /// Levels to report; empty = every training level.
+    pub levels: Vec<Difficulty>,
+    /// Also evaluate sampled chains (besides greedy ones).
+    pub sampled: bool,
+    /// Rendered examples per level in the TensorBoard text tab.
+    pub examples: usize,
+    /// Problems per forward pass, `>= 1`.
+    pub batch_size: usize,
+    /// Also run the chain faithfulness probe ([`crate::probe`]) at each evaluation, on the
+    /// same number of fresh problems per level, and log its figures under `probe/`.
+    pub probe: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            every: 100,
+            episodes: 500,
+            levels: Vec::new(),
+            sampled: true,
+            examples: 3,
+            batch_size: 1000,
+            probe: false,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// Checks ranges, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.episodes == 0 {
+            return Err("eval.episodes = 0: expected an integer >= 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("eval.batch_size = 0: expected an integer >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The `[algo]` section: which agent to train (`name`, a registered agent) and its
+/// settings (every other key), which the agent's own settings type checks when the run is
+/// resolved (`agents::registry::resolve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlgoConfig {
+    /// The registered agent's name.
+    pub name: String,
+    /// Its settings, as written (after resolution: with every default filled in).
+    pub settings: toml::Table,
+}
+
+impl Default for AlgoConfig {
+    fn default() -> Self {
+        AlgoConfig {
+            name: "cot_supervised".into(),
+            settings: toml::Table::new(),
+        }
+    }
+}
+
+impl Serialize for AlgoConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.settings.len() + 1))?;
+        map.serialize_entry("name", &self.name)?;
+        for (k, v) in &self.settings {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AlgoConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut settings = toml::Table::deserialize(d)?;
+        let name = match settings.remove("name") {
+            None => AlgoConfig::default().name,
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(serde::de::Error::custom(format!(
+                    "algo.name = {other}: expected the name of an agent (a string)"
+                )))
+            }
+        };
+        Ok(AlgoConfig { name, settings })
     }
 }
 
@@ -530,9 +623,10 @@ name = "cot_supervised"
         assert!(e.contains("--set optim.schedule=linear"), "{e}");
         assert!(e.contains("constant") && e.contains("cosine"), "{e}");
 
-        let e = RunConfig::from_toml_str(BASE, "x.toml", "x", &sets(&["algo.name=ppo"]))
-            .unwrap_err()
-            .to_string();
+        // The agent's name is checked against the registry when the run is resolved.
+        let mut cfg =
+            RunConfig::from_toml_str(BASE, "x.toml", "x", &sets(&["algo.name=ppo"])).unwrap();
+        let e = crate::registry::resolve(&mut cfg).unwrap_err().to_string();
         assert!(e.contains("ppo") && e.contains("cot_supervised"), "{e}");
     }
 

@@ -10,59 +10,14 @@
 
 use envs::{derive_seed, Difficulty, Env, EnvRng};
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
-use crate::agent::{ActMode, Agent, AgentError};
+use crate::act::ActMode;
+use crate::agent::Agent;
+use crate::error::AgentError;
 use crate::logging::{markdown_table, LogError, Logger};
-use crate::runner::{oracle_policy, Lockstep};
+use crate::rollout::{oracle_policy, Lockstep};
 
-/// The `[eval]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EvalConfig {
-    /// Evaluate every this many updates (0 = only at the end of training).
-    pub every: u64,
-    /// Problems per difficulty level, `>= 1`.
-    pub episodes: usize,
-    /// Levels to report; empty = every training level.
-    pub levels: Vec<Difficulty>,
-    /// Also evaluate sampled chains (besides greedy ones).
-    pub sampled: bool,
-    /// Rendered examples per level in the TensorBoard text tab.
-    pub examples: usize,
-    /// Problems per forward pass, `>= 1`.
-    pub batch_size: usize,
-    /// Also run the chain faithfulness probe ([`crate::probe`]) at each evaluation, on the
-    /// same number of fresh problems per level, and log its figures under `probe/`.
-    pub probe: bool,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            every: 100,
-            episodes: 500,
-            levels: Vec::new(),
-            sampled: true,
-            examples: 3,
-            batch_size: 1000,
-            probe: false,
-        }
-    }
-}
-
-impl EvalConfig {
-    /// Checks ranges, naming the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.episodes == 0 {
-            return Err("eval.episodes = 0: expected an integer >= 1".into());
-        }
-        if self.batch_size == 0 {
-            return Err("eval.batch_size = 0: expected an integer >= 1".into());
-        }
-        Ok(())
-    }
-}
+pub use crate::config::EvalConfig;
 
 /// Results at one difficulty level in one acting mode.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,9 +7,8 @@
 //! `factorexe train` does it (no run directory, so nothing is written):
 //!
 //! ```
-//! use agents::algos::AnyAgent;
 //! use agents::config::RunConfig;
-//! use agents::{ActMode, Runner};
+//! use agents::{registry, ActMode, Runner};
 //!
 //! let toml = r#"
 //! seed = 0
@@ -35,7 +34,7 @@
 //! "#;
 //! let cfg = RunConfig::from_toml_str(toml, "example", "example", &[])?;
 //! let env = cfg.env.build()?;
-//! let agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu)?;
+//! let agent = registry::build(&cfg, &env, tch::Device::Cpu)?;
 //! let mut runner = Runner::new(cfg, env, agent)?;
 //! let summary = runner.train()?;
 //! let report = summary.eval.expect("the run ends with an evaluation");
@@ -46,19 +45,33 @@
 
 #![warn(missing_docs)]
 
+// Layers, each using only those above it: files, optim, model, checkpoint, logging, config,
+// device; act, policy, rollout; agent; algos; registry; eval, probe, search_eval, compare;
+// runner; train.
+pub mod act;
 pub mod agent;
 pub mod algos;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod device;
+pub mod error;
 pub mod eval;
+mod files;
 pub mod logging;
 pub mod model;
 pub mod optim;
+pub mod policy;
 pub mod probe;
+pub mod registry;
+pub mod rollout;
 pub mod runner;
 pub mod search_eval;
+pub mod train;
 
-pub use agent::{ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics};
-pub use runner::{Collector, Runner};
+pub use act::{ActMode, ActOutput, BatchObs};
+pub use agent::{Agent, AgentContext, AnyAgent, BuildAgent, Experience, Metrics};
+pub use error::AgentError;
+pub use policy::CotPolicy;
+pub use rollout::{Collector, Episodes};
+pub use runner::Runner;

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::agent::{ActMode, ActOutput, Agent, AgentError, Episodes};
 use crate::logging::{LogError, Logger};
-use crate::runner::Lockstep;
+use crate::rollout::Lockstep;
 
 /// Counts of one intervention at one level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -349,8 +349,15 @@ mod tests {
     }
 
     impl Agent for Scripted {
+        type Batch = Episodes;
         fn name(&self) -> &str {
             "scripted"
+        }
+        fn collect(
+            &mut self,
+            ctx: &mut crate::rollout::Collector<'_>,
+        ) -> Result<Episodes, AgentError> {
+            crate::agent::collect_declared(self, ctx)
         }
         fn experience(&self) -> Experience {
             Experience::Oracle
@@ -399,7 +406,7 @@ mod tests {
                 entropies: vec![0.0; n],
             })
         }
-        fn update(&mut self, _: &Episodes) -> Result<Metrics, AgentError> {
+        fn update(&mut self, _: Episodes) -> Result<Metrics, AgentError> {
             Ok(Metrics::default())
         }
         fn state(&self) -> Vec<(String, Tensor)> {

@@ -1,13 +1,7 @@
 //! The Runner: collect experience, update the agent, evaluate per difficulty, log,
-//! checkpoint, feed the curriculum, stop cleanly on Ctrl-C. Generic over the env and the
-//! agent; algorithms plug in through [`Agent`] without changing this file.
-//!
-//! Episodes are played in **lock step** ([`Lockstep`]): every row starts an episode
-//! together and plays until its own episode ends; finished rows wait (no autoreset), so a
-//! batch is exactly "N problems, one episode each", which is what supervised and episodic
-//! RL updates and per-difficulty evaluation want (and what lets a policy keep one KV cache
-//! for the whole batch). Streaming collection with autoreset is [`envs::VecEnv`]'s job; an
-//! agent that wants it can drive one from [`Agent::collect`].
+//! checkpoint, feed the curriculum, stop cleanly on Ctrl-C. Generic over the agent;
+//! algorithms plug in through [`Agent`] without changing this file. Episodes are played in
+//! lock step ([`crate::rollout`]).
 //!
 //! Seeds: the problems of update `s` come from `derive_seed(seed ^ TRAIN_SALT, s)` and its
 //! sampling RNG from `derive_seed(seed ^ ACT_SALT, s)`, so a run is a function of its seed,
@@ -19,16 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use envs::{derive_seed, Difficulty, DifficultySampler, Env, EnvError, EnvRng, ObsMut};
-use ndarray::{Array2, Array3};
-use rand::SeedableRng;
+use envs::{derive_seed, AnyEnv, Difficulty, DifficultySampler, Env, EnvError};
 
-use crate::agent::{ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience};
+use crate::act::ActMode;
+use crate::agent::{Agent, AgentError, Experience};
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::config::{ConfigError, RunConfig};
 use crate::eval::{evaluate, EvalReport};
 use crate::logging::{self, LogError, Logger};
 use crate::probe::{chain_probe, ProbeReport};
+use crate::rollout::{Collector, Lockstep};
 
 /// Salt of the training problems' seeds.
 pub const TRAIN_SALT: u64 = 0x7472_6169_6e00_0001;
@@ -55,328 +49,12 @@ pub enum RunError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The run directory cannot be used (it holds another run, or cannot be cleared).
+    #[error("{0}")]
+    RunDir(String),
     /// A checkpoint does not belong to this run's config.
     #[error("cannot resume: {0}")]
     Resume(String),
-}
-
-/// `B` envs stepped together, one episode each, with contiguous observation buffers.
-#[derive(Debug, Clone)]
-pub struct Lockstep<E: Env> {
-    envs: Vec<E>,
-    tokens: Array2<i64>,
-    features: Array2<f32>,
-    mask: Array2<bool>,
-}
-
-impl<E: Env> Lockstep<E> {
-    /// `n` clones of `proto` (not reset yet).
-    pub fn new(proto: &E, n: usize) -> Self {
-        let spec = proto.spec();
-        Lockstep {
-            envs: vec![proto.clone(); n],
-            tokens: Array2::zeros((n, spec.obs.tokens)),
-            features: Array2::zeros((n, spec.obs.features)),
-            mask: Array2::from_elem((n, spec.num_actions), false),
-        }
-    }
-
-    /// Number of envs.
-    pub fn len(&self) -> usize {
-        self.envs.len()
-    }
-
-    /// True when there is no env.
-    pub fn is_empty(&self) -> bool {
-        self.envs.is_empty()
-    }
-
-    /// Grows or shrinks to `n` envs (clones of `proto`).
-    pub fn resize(&mut self, proto: &E, n: usize) {
-        if n != self.envs.len() {
-            *self = Lockstep::new(proto, n);
-        }
-    }
-
-    /// The envs, in row order.
-    pub fn envs(&self) -> &[E] {
-        &self.envs
-    }
-
-    /// Resets env `i` with `f(i, env)` for every row.
-    pub fn reset_with<F>(&mut self, mut f: F) -> Result<(), EnvError>
-    where
-        F: FnMut(usize, &mut E) -> Result<(), EnvError>,
-    {
-        for (i, env) in self.envs.iter_mut().enumerate() {
-            f(i, env).map_err(|e| EnvError::InBatch {
-                index: i,
-                source: Box::new(e),
-            })?;
-        }
-        Ok(())
-    }
-
-    fn observe(&mut self, i: usize, update: bool) {
-        let obs = ObsMut {
-            tokens: self
-                .tokens
-                .row_mut(i)
-                .into_slice()
-                .expect("standard layout"),
-            features: self
-                .features
-                .row_mut(i)
-                .into_slice()
-                .expect("standard layout"),
-            action_mask: self.mask.row_mut(i).into_slice().expect("standard layout"),
-        };
-        if update {
-            self.envs[i].observe_update(obs);
-        } else {
-            self.envs[i].observe(obs);
-        }
-    }
-
-    /// Plays one episode in every row (all must have been reset): at each step `policy`
-    /// sees the batch (finished rows have an all-false mask) and the envs, and returns one
-    /// action per row. Records observations before each step when `record_obs` (what
-    /// learners need; evaluation skips it).
-    pub fn run<P>(&mut self, mut policy: P, record_obs: bool) -> Result<Episodes, AgentError>
-    where
-        P: FnMut(&BatchObs<'_>, &[E]) -> Result<ActOutput, AgentError>,
-    {
-        let n = self.envs.len();
-        let spec = self.envs.first().map(|e| e.spec().clone());
-        let (obs_t, obs_f, num_a) = spec
-            .as_ref()
-            .map_or((0, 0, 0), |s| (s.obs.tokens, s.obs.features, s.num_actions));
-        let mut done = vec![false; n];
-        for (i, d) in done.iter_mut().enumerate() {
-            self.observe(i, false);
-            *d = self.envs[i].is_done();
-            if *d {
-                self.mask.row_mut(i).fill(false);
-            }
-        }
-        // Per-step records, row-major [step][row]; packed into Episodes at the end.
-        let mut steps_tokens: Vec<Array2<i64>> = Vec::new();
-        let mut steps_features: Vec<Array2<f32>> = Vec::new();
-        let mut steps_mask: Vec<Array2<bool>> = Vec::new();
-        let mut actions: Vec<Vec<i64>> = Vec::new();
-        let mut log_probs: Vec<Vec<f32>> = Vec::new();
-        let mut entropies: Vec<Vec<f32>> = Vec::new();
-        let mut rewards: Vec<Vec<f32>> = Vec::new();
-        let mut lengths = vec![0usize; n];
-        let mut truncated = vec![false; n];
-        while done.iter().any(|d| !d) {
-            let out = {
-                let obs = BatchObs {
-                    tokens: self.tokens.view(),
-                    features: self.features.view(),
-                    action_mask: self.mask.view(),
-                };
-                policy(&obs, &self.envs)?
-            };
-            if out.actions.len() != n {
-                return Err(AgentError::Incompatible(format!(
-                    "the policy returned {} actions for {n} rows",
-                    out.actions.len()
-                )));
-            }
-            if record_obs {
-                steps_tokens.push(self.tokens.clone());
-                steps_features.push(self.features.clone());
-                steps_mask.push(self.mask.clone());
-            }
-            let mut acts = vec![-1i64; n];
-            let mut lps = vec![0f32; n];
-            let mut ents = vec![0f32; n];
-            let mut rews = vec![0f32; n];
-            for i in 0..n {
-                if done[i] {
-                    continue;
-                }
-                let a = out.actions[i];
-                let step = self.envs[i].step(a).map_err(|e| EnvError::InBatch {
-                    index: i,
-                    source: Box::new(e),
-                })?;
-                acts[i] = a as i64;
-                lps[i] = out.log_probs.get(i).copied().unwrap_or(0.0);
-                ents[i] = out.entropies.get(i).copied().unwrap_or(0.0);
-                rews[i] = step.reward;
-                lengths[i] += 1;
-                if step.done() {
-                    done[i] = true;
-                    truncated[i] = step.truncated && !step.terminated;
-                    self.mask.row_mut(i).fill(false);
-                } else {
-                    self.observe(i, true);
-                }
-            }
-            actions.push(acts);
-            log_probs.push(lps);
-            entropies.push(ents);
-            rewards.push(rews);
-        }
-        let t = actions.len();
-        let by_row = |v: &[Vec<f32>]| Array2::from_shape_fn((n, t), |(i, k)| v[k][i]);
-        let mut tokens = Array3::zeros((n, if record_obs { t } else { 0 }, obs_t));
-        let mut features = Array3::zeros((n, if record_obs { t } else { 0 }, obs_f));
-        let mut action_mask = Array3::from_elem((n, if record_obs { t } else { 0 }, num_a), false);
-        if record_obs {
-            for k in 0..t {
-                tokens
-                    .index_axis_mut(ndarray::Axis(1), k)
-                    .assign(&steps_tokens[k]);
-                features
-                    .index_axis_mut(ndarray::Axis(1), k)
-                    .assign(&steps_features[k]);
-                action_mask
-                    .index_axis_mut(ndarray::Axis(1), k)
-                    .assign(&steps_mask[k]);
-            }
-        }
-        Ok(Episodes {
-            tokens,
-            features,
-            action_mask,
-            actions: Array2::from_shape_fn((n, t), |(i, k)| actions[k][i]),
-            log_probs: by_row(&log_probs),
-            entropies: by_row(&entropies),
-            rewards: by_row(&rewards),
-            lengths,
-            difficulty: self.envs.iter().map(|e| e.info().difficulty).collect(),
-            solved: self
-                .envs
-                .iter()
-                .map(|e| e.info().solved.unwrap_or(false))
-                .collect(),
-            truncated,
-            samples_per_problem: 1,
-        })
-    }
-}
-
-/// The oracle as a policy: each unfinished row takes `env.oracle_action()`.
-pub fn oracle_policy<E: Env>(obs: &BatchObs<'_>, envs: &[E]) -> Result<ActOutput, AgentError> {
-    let n = obs.batch_size();
-    let mut actions = vec![0usize; n];
-    for (i, env) in envs.iter().enumerate() {
-        if obs.action_mask.row(i).iter().any(|&m| m) {
-            actions[i] = env.oracle_action().ok_or_else(|| {
-                AgentError::Incompatible(format!(
-                    "env `{}` has no oracle action in this state; oracle (supervised) \
-                     experience needs an env with a known solution",
-                    env.spec().name
-                ))
-            })?;
-        }
-    }
-    Ok(ActOutput {
-        actions,
-        log_probs: vec![0.0; n],
-        entropies: vec![0.0; n],
-    })
-}
-
-/// What the Runner hands an agent to produce one update's experience
-/// ([`Agent::collect`]): the problems to draw (from the training sampler, the curriculum
-/// included), the lock-step batch to play them in, and the step's RNGs.
-pub struct Collector<'a, E: Env> {
-    proto: &'a E,
-    batch: &'a mut Lockstep<E>,
-    sampler: &'a DifficultySampler,
-    problems: usize,
-    seed: u64,
-    rng: EnvRng,
-}
-
-impl<'a, E: Env> Collector<'a, E> {
-    /// A collector drawing `problems` problems seeded by `seed` (see the module doc), with
-    /// `act_seed` for action sampling.
-    pub fn new(
-        proto: &'a E,
-        batch: &'a mut Lockstep<E>,
-        sampler: &'a DifficultySampler,
-        problems: usize,
-        seed: u64,
-        act_seed: u64,
-    ) -> Self {
-        Collector {
-            proto,
-            batch,
-            sampler,
-            problems,
-            seed,
-            rng: EnvRng::seed_from_u64(act_seed),
-        }
-    }
-
-    /// Problems per update.
-    pub fn problems(&self) -> usize {
-        self.problems
-    }
-
-    /// The RNG for sampling actions in this update.
-    pub fn rng(&mut self) -> &mut EnvRng {
-        &mut self.rng
-    }
-
-    /// The difficulty sampler (read-only; the Runner feeds it).
-    pub fn sampler(&self) -> &DifficultySampler {
-        self.sampler
-    }
-
-    /// Resets `problems * k` envs so that rows `g*k..(g+1)*k` hold fresh problem `g`, and
-    /// returns them (clone them to search from their roots).
-    pub fn reset_problems(&mut self, k: usize) -> Result<&[E], EnvError> {
-        let k = k.max(1);
-        self.batch.resize(self.proto, self.problems * k);
-        let (seed, sampler) = (self.seed, self.sampler);
-        self.batch.reset_with(|i, env| {
-            let mut rng = EnvRng::seed_from_u64(derive_seed(seed, i / k));
-            let d = sampler.sample(&mut rng);
-            env.reset(&mut rng, d)
-        })?;
-        Ok(self.batch.envs())
-    }
-
-    /// Plays the current problems (after [`reset_problems`](Self::reset_problems)) with
-    /// `policy`, recording observations.
-    pub fn run_episodes<P>(
-        &mut self,
-        policy: P,
-        samples_per_problem: usize,
-    ) -> Result<Episodes, AgentError>
-    where
-        P: FnMut(&BatchObs<'_>, &[E]) -> Result<ActOutput, AgentError>,
-    {
-        let mut ep = self.batch.run(policy, true)?;
-        ep.samples_per_problem = samples_per_problem.max(1);
-        Ok(ep)
-    }
-
-    /// Oracle episodes of fresh problems ([`Experience::Oracle`]).
-    pub fn oracle(&mut self) -> Result<Episodes, AgentError> {
-        self.reset_problems(1)?;
-        self.run_episodes(oracle_policy::<E>, 1)
-    }
-
-    /// Episodes of `agent`'s own policy, `k` per fresh problem ([`Experience::OnPolicy`]).
-    pub fn on_policy<A: Agent>(
-        &mut self,
-        agent: &mut A,
-        k: usize,
-        mode: ActMode,
-    ) -> Result<Episodes, AgentError> {
-        self.reset_problems(k)?;
-        let rng = &mut self.rng;
-        let mut ep = self.batch.run(|obs, _| agent.act(obs, mode, rng), true)?;
-        ep.samples_per_problem = k.max(1);
-        Ok(ep)
-    }
 }
 
 /// How a [`Runner::train`] call ended.
@@ -428,12 +106,12 @@ impl Averages {
 pub type ProgressFn = Box<dyn FnMut(u64, u64, f64, Option<f64>)>;
 
 /// Trains an agent on an env as a config says; see the module doc.
-pub struct Runner<E: Env, A: Agent> {
+pub struct Runner<A: Agent> {
     cfg: RunConfig,
-    env: E,
+    env: AnyEnv,
     agent: A,
     sampler: DifficultySampler,
-    batch: Lockstep<E>,
+    batch: Lockstep<AnyEnv>,
     step: u64,
     run_dir: Option<PathBuf>,
     logger: Option<Logger>,
@@ -443,11 +121,12 @@ pub struct Runner<E: Env, A: Agent> {
     last_checkpoint: Option<PathBuf>,
 }
 
-impl<E: Env, A: Agent> Runner<E, A> {
+impl<A: Agent> Runner<A> {
     /// A runner for `agent` on `env` under `cfg` (its `train`, `eval`, `log` and `seed`
     /// sections), logging nowhere until [`with_run_dir`](Self::with_run_dir).
-    pub fn new(cfg: RunConfig, env: E, agent: A) -> Result<Self, RunError> {
+    pub fn new(mut cfg: RunConfig, env: AnyEnv, agent: A) -> Result<Self, RunError> {
         cfg.validate()?;
+        crate::registry::resolve(&mut cfg)?;
         let sampler = cfg.train.sampler()?;
         sampler.validate(&env.spec().difficulty)?;
         let batch = Lockstep::new(&env, 0);
@@ -534,6 +213,11 @@ impl<E: Env, A: Agent> Runner<E, A> {
         self.progress = Some(f);
     }
 
+    /// Uses `flag` as the stop flag (see [`stop_flag`](Self::stop_flag)).
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = flag;
+    }
+
     /// The flag that stops training at the next update boundary (Ctrl-C sets it); the run
     /// then checkpoints and returns with `interrupted = true`.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
@@ -553,6 +237,11 @@ impl<E: Env, A: Agent> Runner<E, A> {
     /// The agent, mutably.
     pub fn agent_mut(&mut self) -> &mut A {
         &mut self.agent
+    }
+
+    /// The env.
+    pub fn env(&self) -> &AnyEnv {
+        &self.env
     }
 
     /// The config.
@@ -589,8 +278,8 @@ impl<E: Env, A: Agent> Runner<E, A> {
             seed,
             act_seed,
         );
-        let episodes = self.agent.collect(&mut ctx)?;
-        let metrics = self.agent.update(&episodes)?;
+        let batch = self.agent.collect(&mut ctx)?;
+        let metrics = self.agent.update(batch)?;
         self.step += 1;
         Ok((metrics, problems))
     }
@@ -793,7 +482,7 @@ impl<E: Env, A: Agent> Runner<E, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algos::AnyAgent;
+    use crate::agent::AnyAgent;
     use crate::eval::EvalReport;
 
     /// A small CoT run on Cycle(L=8), hops 1..3.
@@ -832,13 +521,13 @@ every = 2
         RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
     }
 
-    fn runner(cfg: RunConfig) -> Runner<envs::AnyEnv, AnyAgent> {
+    fn runner(cfg: RunConfig) -> Runner<AnyAgent> {
         let env = cfg.env.build().unwrap();
-        let agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu).unwrap();
+        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         Runner::new(cfg, env, agent).unwrap()
     }
 
-    fn params(r: &Runner<envs::AnyEnv, AnyAgent>) -> Vec<(String, tch::Tensor)> {
+    fn params(r: &Runner<AnyAgent>) -> Vec<(String, tch::Tensor)> {
         r.agent().state()
     }
 
@@ -877,11 +566,13 @@ every = 2
     fn on_policy_collection_plays_k_samples_of_each_problem() {
         let cfg = config(&[]);
         let env = cfg.env.build().unwrap();
-        let mut agent = AnyAgent::from_config(&cfg, &env, tch::Device::Cpu).unwrap();
+        let mut agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         let sampler = cfg.train.sampler().unwrap();
         let mut batch = Lockstep::new(&env, 0);
         let mut ctx = Collector::new(&env, &mut batch, &sampler, 4, 11, 12);
-        let ep = ctx.on_policy(&mut agent, 3, ActMode::Sample).unwrap();
+        let ep = ctx
+            .on_policy(3, ActMode::Sample, |o, m, r| agent.act(o, m, r))
+            .unwrap();
         assert_eq!((ep.len(), ep.samples_per_problem), (12, 3));
         for g in 0..4 {
             let first = ep.tokens.slice(ndarray::s![3 * g, 0, ..]);

@@ -51,8 +51,8 @@ use search::{EvalBatch, Evaluator, SearchError};
 use tch::{Device, Kind, Tensor};
 
 use crate::agent::AgentError;
-use crate::algos::CotPolicy;
 use crate::model::DecodeState;
+use crate::policy::CotPolicy;
 
 /// No row / no parent.
 const NONE: u32 = u32::MAX;

@@ -10,9 +10,9 @@
 
 mod common;
 
-use agents::algos::AnyAgent;
 use agents::runner::Runner;
 use agents::ActMode;
+use agents::AnyAgent;
 
 /// Cycle L=5, one hop: the chain is `f(0)`, the answer `f(f(0))`; 4 of the 5 tokens can be
 /// the answer (0 never is), so a policy that knows nothing answers right ~25% of the time.
@@ -50,11 +50,11 @@ examples = 0
 every = 1
 "#;
 
-fn runner(sets: &[&str]) -> Runner<envs::AnyEnv, AnyAgent> {
+fn runner(sets: &[&str]) -> Runner<AnyAgent> {
     common::runner(common::config(BASE, sets))
 }
 
-fn greedy(r: &mut Runner<envs::AnyEnv, AnyAgent>) -> f64 {
+fn greedy(r: &mut Runner<AnyAgent>) -> f64 {
     r.evaluate().unwrap().mean_accuracy(ActMode::Greedy)
 }
 

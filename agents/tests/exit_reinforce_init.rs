@@ -6,9 +6,9 @@ mod common;
 
 use common::runner;
 
-use agents::algos::AnyAgent;
 use agents::config::RunConfig;
 use agents::Agent;
+use agents::AnyAgent;
 use tch::{Kind, Tensor};
 
 const BASE: &str = r#"

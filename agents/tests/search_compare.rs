@@ -1,11 +1,11 @@
 //! The search comparison: its cells, budget-1 equivalences, outputs (table, CSV, PNG,
 //! TensorBoard) and the guarantee that test-time search reads neither rewards nor answers.
 
-use agents::algos::CotPolicy;
 use agents::compare::{compare, CompareConfig, CompareReport, SearchAlgo};
 use agents::logging::Logger;
 use agents::model::{ModelConfig, ModelLayout};
 use agents::search_eval::ValueSource;
+use agents::CotPolicy;
 use envs::{CotEnv, Cycle, Difficulty, Env, EnvError, EnvRng, EnvSpec, Info, ObsMut, Step};
 use tch::Device;
 

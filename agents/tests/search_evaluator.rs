@@ -2,9 +2,9 @@
 //! prefix, whatever the searcher; it decodes one position per state whose parent is cached;
 //! terminal states get the documented values; it never asks for env rewards.
 
-use agents::algos::CotPolicy;
 use agents::model::{ModelConfig, ModelLayout};
 use agents::search_eval::{PolicyEvaluator, ValueSource};
+use agents::CotPolicy;
 use envs::{CotEnv, Cycle, Env, EnvRng};
 use rand::SeedableRng;
 use search::{

@@ -4,7 +4,6 @@
 
 mod common;
 
-use agents::algos::AnyAgent;
 use agents::config::RunConfig;
 use agents::{ActMode, Agent};
 use common::{config, runner};
@@ -177,7 +176,7 @@ fn the_anchored_warm_up_keeps_the_init_policy_and_resumes_with_its_anchor() {
         let text = std::fs::read_to_string(init_dir.join("config.toml")).unwrap();
         let c = RunConfig::from_resolved(&text, "init").unwrap();
         let env = c.env.build().unwrap();
-        let mut agent = AnyAgent::from_config(&c, &env, Device::Cpu).unwrap();
+        let mut agent = agents::registry::build(&c, &env, Device::Cpu).unwrap();
         let loaded = agents::checkpoint::load_latest(&init_dir).unwrap();
         agent.load_state(&loaded.tensors).unwrap();
         agents::eval::evaluate(

@@ -1,8 +1,10 @@
 //! A new task in one file: running sums mod 10. `CotEnv` makes it an MDP, `check_env`
-//! validates it. Run: `cargo run -p factorexe-envs --example custom_task`.
+//! validates it, and `NamedTask` + `registry::register_task` make it buildable by name
+//! (configs, every CLI command). Run: `cargo run -p factorexe-envs --example custom_task`.
 
-use envs::{check_env, CotEnv, Difficulty, DifficultyRange, Env, EnvError, EnvRng, Problem};
-use envs::{Task, TaskSpec};
+use envs::registry::{EnvParams, ParamSpec};
+use envs::{check_env, Difficulty, DifficultyRange, Env, EnvError, EnvRng, Problem};
+use envs::{NamedTask, Task, TaskSpec};
 use rand::{Rng, SeedableRng};
 
 /// Input: 8 digits. Difficulty d: answer = (x1 + ... + xd) mod 10; chain = the partial sums.
@@ -47,9 +49,20 @@ impl Task for PrefixSum {
     }
 }
 
+impl NamedTask for PrefixSum {
+    const NAME: &'static str = "prefix_sum";
+    const SUMMARY: &'static str = "running sums mod 10 of 8 digits; answer = sum of the first d";
+    const DIFFICULTY: &'static str = "digits summed";
+    const PARAMS: &'static [ParamSpec] = &[];
+    fn from_params(_: &EnvParams) -> Result<Self, EnvError> {
+        Ok(prefix_sum())
+    }
+}
+
 #[allow(dead_code)] // the test that includes this file has its own entry point
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut env = CotEnv::new(prefix_sum())?;
+    envs::registry::register_task::<PrefixSum>()?;
+    let mut env = envs::registry::make("prefix_sum", &EnvParams::new())?;
     println!("{:?}", check_env(&mut env)?);
     env.reset(&mut EnvRng::seed_from_u64(0), 5)?;
     println!("{}", env.render());

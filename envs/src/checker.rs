@@ -21,12 +21,20 @@
 //! | `oracle` | an oracle action is legal, and following the oracle never ends unsolved |
 //! | `render` | `render` gives non-empty text |
 //! | `panic` | no call panics |
+//!
+//! Difficulties at which the oracle cannot be followed to the end are legal (an RL config may
+//! cap chains on purpose) but make oracle (supervised) experience impossible there, so the
+//! checker reports them in [`CheckReport::oracle_gaps`] and in a warning, and
+//! [`CheckReport::require_oracle`] turns them into an `oracle_coverage` error. For a
+//! [`crate::CotEnv`] (read through [`Env::oracle_chain_fit`]) such a gap names the chain cap
+//! `max_chain_len`, the difficulty and the oracle's chain length there; for other envs it
+//! names the difficulty at which the oracle gives no action.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rand::{Rng, SeedableRng};
 
-use crate::env::{Difficulty, Env, EnvRng, Observation, Step};
+use crate::env::{Difficulty, Env, EnvRng, Observation, OracleChainFit, Step};
 use crate::error::EnvError;
 use crate::spec::EnvSpec;
 use crate::vec_env::derive_seed;
@@ -64,8 +72,51 @@ pub struct CheckReport {
     pub episodes: usize,
     /// Steps taken in those episodes.
     pub steps: usize,
-    /// Suspicious but legal findings (e.g. every seed gives the same problem).
+    /// Suspicious but legal findings (e.g. every seed gives the same problem, or the oracle
+    /// cannot be followed at some difficulties).
     pub warnings: Vec<String>,
+    /// The difficulties played at which the oracle cannot be followed to the end of an
+    /// episode: the env's chain cap cuts the oracle's chain there, or the oracle gives no
+    /// action there although it does at another difficulty (see the module doc). Empty when
+    /// the oracle plays every difficulty, or the env has no oracle at all.
+    pub oracle_gaps: Vec<OracleGap>,
+}
+
+impl CheckReport {
+    /// `Ok` when [`oracle_gaps`](Self::oracle_gaps) is empty, else an `oracle_coverage` error
+    /// naming every gap: for callers that will follow the oracle at every difficulty (oracle
+    /// or supervised experience, oracle baselines).
+    pub fn require_oracle(&self) -> Result<(), CheckError> {
+        if self.oracle_gaps.is_empty() {
+            return Ok(());
+        }
+        let gaps: Vec<&str> = self
+            .oracle_gaps
+            .iter()
+            .map(|g| g.message.as_str())
+            .collect();
+        Err(CheckError {
+            env: self.env.clone(),
+            rule: "oracle_coverage",
+            message: format!(
+                "the oracle cannot be followed to the end: {}",
+                gaps.join("; ")
+            ),
+        })
+    }
+}
+
+/// A difficulty at which the env's oracle cannot be followed to the end of an episode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OracleGap {
+    /// The difficulty.
+    pub difficulty: Difficulty,
+    /// For an env that reports its chain cap ([`Env::oracle_chain_fit`]): the cap and the
+    /// longest oracle chain it cuts among the problems drawn at this difficulty.
+    pub chain: Option<OracleChainFit>,
+    /// What happens, e.g. "difficulty 7: the oracle's chain is 7 tokens, longer than the
+    /// chain cap max_chain_len = 4".
+    pub message: String,
 }
 
 /// A violated rule: which env, which rule (see the module doc), and what happened.
@@ -98,19 +149,26 @@ pub fn check_env_with<E: Env>(env: &mut E, opts: &CheckOptions) -> Result<CheckR
             episodes: 0,
             steps: 0,
             warnings: Vec::new(),
+            oracle_gaps: Vec::new(),
         },
+        oracle: Vec::new(),
     };
     c.report.env = c.spec.name.clone();
     c.check_spec()?;
     c.check_out_of_range(env)?;
     let levels = c.difficulties();
     for &d in &levels {
+        c.oracle.push(LevelOracle {
+            difficulty: d,
+            ..LevelOracle::default()
+        });
         c.check_reset_determinism(env, d)?;
         for ep in 0..opts.episodes_per_difficulty.max(1) {
             c.play_episode(env, d, ep)?;
         }
     }
     c.report.difficulties = levels;
+    c.report_oracle_gaps();
     Ok(c.report)
 }
 
@@ -134,6 +192,21 @@ struct Checker {
     spec: EnvSpec,
     opts: CheckOptions,
     report: CheckReport,
+    /// What the oracle did at each difficulty played so far, the current one last.
+    oracle: Vec<LevelOracle>,
+}
+
+/// What the oracle did at one difficulty.
+#[derive(Debug, Default)]
+struct LevelOracle {
+    difficulty: Difficulty,
+    /// Among the problems drawn here whose oracle the chain cap cuts, the one with the
+    /// longest oracle chain.
+    cut: Option<OracleChainFit>,
+    /// The oracle-following episode had an oracle action right after its reset.
+    at_reset: bool,
+    /// Following the oracle, it gave no action at this step of the still-running episode.
+    stopped_at: Option<usize>,
 }
 
 impl Checker {
@@ -147,6 +220,82 @@ impl Checker {
 
     fn guard<T>(&self, call: &str, f: impl FnOnce() -> T) -> Result<T, CheckError> {
         guard(&self.spec.name, call, f)
+    }
+
+    /// Notes, after a reset, whether the env's chain cap cuts the new problem's oracle chain.
+    fn note_chain_fit<E: Env>(&mut self, env: &E) -> Result<(), CheckError> {
+        let fit = self.guard("oracle_chain_fit", || env.oracle_chain_fit())?;
+        if let (Some(level), Some(f)) = (self.oracle.last_mut(), fit.filter(|f| !f.fits)) {
+            if level
+                .cut
+                .is_none_or(|c| f.oracle_chain_len > c.oracle_chain_len)
+            {
+                level.cut = Some(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns what the oracle did at each difficulty into [`CheckReport::oracle_gaps`] and one
+    /// warning that lists them.
+    fn report_oracle_gaps(&mut self) {
+        let with_oracle = self
+            .oracle
+            .iter()
+            .find(|l| l.at_reset)
+            .map(|l| l.difficulty);
+        for l in &self.oracle {
+            let d = l.difficulty;
+            let message = if let Some(f) = l.cut {
+                let (n, cap) = (f.oracle_chain_len, f.max_chain_len);
+                if n > cap {
+                    format!(
+                        "difficulty {d}: the oracle's chain is {n} tokens, longer than the \
+                         chain cap max_chain_len = {cap}"
+                    )
+                } else {
+                    format!(
+                        "difficulty {d}: the oracle's chain of {n} tokens reaches the chain cap \
+                         max_chain_len = {cap}, where the episode is truncated"
+                    )
+                }
+            } else if let Some(t) = l.stopped_at {
+                format!(
+                    "difficulty {d}: following the oracle from the reset, it gives no action \
+                     at step {t} of the running episode"
+                )
+            } else if let (false, Some(e)) = (l.at_reset, with_oracle) {
+                format!(
+                    "difficulty {d}: the oracle gives no action after the reset, though it \
+                     does at difficulty {e}"
+                )
+            } else {
+                continue;
+            };
+            self.report.oracle_gaps.push(OracleGap {
+                difficulty: d,
+                chain: l.cut,
+                message,
+            });
+        }
+        let gaps = &self.report.oracle_gaps;
+        if gaps.is_empty() {
+            return;
+        }
+        let messages: Vec<&str> = gaps.iter().map(|g| g.message.as_str()).collect();
+        let fix = if gaps.iter().any(|g| g.chain.is_some()) {
+            " (raise max_chain_len, or leave it unset: the task's own cap fits every oracle \
+             chain)"
+        } else {
+            ""
+        };
+        self.report.warnings.push(format!(
+            "the oracle cannot be followed at {} of the {} difficulties played, so oracle \
+             (supervised) experience cannot be made there{fix}: {}",
+            gaps.len(),
+            self.oracle.len(),
+            messages.join("; ")
+        ));
     }
 
     fn check_spec(&self) -> Result<(), CheckError> {
@@ -320,6 +469,7 @@ impl Checker {
         let mut b = env.clone();
         self.reset(&mut a, d, seed)?;
         self.reset(&mut b, d, seed)?;
+        self.note_chain_fit(&a)?;
         let at = format!("difficulty {d}, after reset");
         let oa = self.observe(&a, &at)?;
         let ob = self.observe(&b, &at)?;
@@ -337,6 +487,7 @@ impl Checker {
         for salt in 0..4 {
             let mut c = env.clone();
             self.reset(&mut c, d, self.seed(d, usize::MAX - 1 - salt))?;
+            self.note_chain_fit(&c)?;
             all_same &= self.observe(&c, &at)? == oa;
         }
         if all_same {
@@ -381,6 +532,7 @@ impl Checker {
     ) -> Result<(), CheckError> {
         let seed = self.seed(d, episode);
         self.reset(env, d, seed)?;
+        self.note_chain_fit(env)?;
         let mut twin = env.clone();
         self.reset(&mut twin, d, seed)?;
         let mut rng = EnvRng::seed_from_u64(seed ^ 0xA5A5_A5A5);
@@ -459,6 +611,13 @@ impl Checker {
                         "oracle",
                         format!("{at}: oracle_action {a} is not legal under the mask"),
                     ));
+                }
+            }
+            if let (true, Some(level)) = (follow_oracle, self.oracle.last_mut()) {
+                match (t, oracle) {
+                    (0, o) => level.at_reset = o.is_some(),
+                    (_, None) => level.stopped_at = Some(t),
+                    _ => {}
                 }
             }
             let action = match oracle {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, Step};
+use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, OracleChainFit, Step};
 use crate::error::EnvError;
 use crate::spec::{EnvSpec, ObsLayout, TokenField};
 use crate::task::{Problem, Task, TaskSpec};
@@ -617,6 +617,22 @@ impl<T: Task> Env for CotEnv<T> {
 
     fn is_done(&self) -> bool {
         self.phase == Phase::Done
+    }
+
+    fn answer_spec(&self) -> Option<crate::spec::AnswerSpec> {
+        let ts = self.task.spec();
+        Some(crate::spec::AnswerSpec {
+            len: ts.answer_len,
+            vocab: ts.answer_vocab,
+        })
+    }
+
+    fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+        self.started.then(|| OracleChainFit {
+            max_chain_len: self.cap,
+            oracle_chain_len: self.problem.chain.len(),
+            fits: self.oracle_feasible(),
+        })
     }
 
     fn oracle_action(&self) -> Option<usize> {

@@ -1,14 +1,12 @@
 //! The `Env` trait: a Gymnasium-style MDP with the action mask in the observation.
 
 use crate::error::EnvError;
+pub use crate::spec::Difficulty;
 use crate::spec::EnvSpec;
 
 /// The random number generator every env and sampler uses. Seeded with
 /// [`rand::SeedableRng::seed_from_u64`], it gives the same stream on the same machine and build.
 pub type EnvRng = rand::rngs::SmallRng;
-
-/// A difficulty level: hops for Cycle and C-VPR, digits for multiplication.
-pub type Difficulty = u32;
 
 /// What one `step` returns besides the new observation (read it with [`Env::observe`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +36,21 @@ pub struct Info {
     /// Whether the episode ended with a correct answer (`None` while running, or for envs
     /// without a notion of correctness).
     pub solved: Option<bool>,
+}
+
+/// How the chain cap of a chain-writing env compares with the oracle's chain for the current
+/// problem; see [`Env::oracle_chain_fit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OracleChainFit {
+    /// The cap on the chain length in force (a [`crate::CotConfig`]'s `max_chain_len`, or the
+    /// task's when the config leaves it unset).
+    pub max_chain_len: usize,
+    /// The number of chain tokens the oracle writes for the current problem, before padding.
+    pub oracle_chain_len: usize,
+    /// Whether the oracle's whole action sequence can be played under the cap: false when the
+    /// cap is shorter than the oracle's chain, or when the chain reaches the cap and the env
+    /// truncates there.
+    pub fits: bool,
 }
 
 /// Mutable views of one observation's buffers, laid out as [`EnvSpec::obs`] describes.
@@ -137,6 +150,21 @@ pub trait Env: Clone + Send {
     /// state, if the env knows one and the episode is still on the oracle's path; `None`
     /// otherwise. Supervised agents and checks read it; test-time search must not.
     fn oracle_action(&self) -> Option<usize> {
+        None
+    }
+
+    /// For an env whose oracle writes a chain of tokens under a length cap (a
+    /// [`crate::CotEnv`], and wrappers of one): the cap, the current problem's oracle chain
+    /// length, and whether the oracle can be followed to the end under that cap. `None` for
+    /// other envs and before the first reset. [`crate::check_env`] reads it to report a cap
+    /// that cuts the oracle's chain, where oracle (supervised) experience cannot be made.
+    fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+        None
+    }
+
+    /// The shape of the answer, for token tasks whose episode ends with an answer after an
+    /// ANSWER marker; `None` for other envs.
+    fn answer_spec(&self) -> Option<crate::spec::AnswerSpec> {
         None
     }
 

@@ -1,6 +1,6 @@
 //! The error type of the envs crate.
 
-use crate::env::Difficulty;
+use crate::spec::Difficulty;
 
 /// What can go wrong when building, resetting or stepping an env.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,22 +1,34 @@
 //! Named envs: build an env from a name and `key = value` parameters (the CLI's
 //! `factorexe envs`, the `[env]` table of a training config).
 //!
-//! Adding an env takes two small edits: a variant in the `any_env!` list at the bottom of
-//! this file (the enum [`AnyEnv`] and its [`Env`] impl are generated from it) and an
-//! [`EnvEntry`] in [`ENTRIES`] whose `build` function reads its parameters from [`EnvParams`].
-//! Token tasks set `cot: true` to accept the [`COT_PARAMS`] too and build their config with
-//! [`cot_config`].
+//! The registry is open: the built-in tasks register through [`register_task`] exactly as a
+//! user's task does. A task implements [`NamedTask`] (its name, parameters and constructor);
+//! `register_task::<MyTask>()` makes it buildable by name everywhere (configs, every CLI
+//! command). An env that is not a token task registers an [`EnvEntry`] with [`register`].
+//! A user's env travels as [`AnyEnv::Custom`]; the built-in ones have their own variants so
+//! their steps dispatch statically.
+//!
+//! ```
+//! use envs::registry::{self, EnvParams, ParamValue};
+//! let env = registry::make("cycle", &EnvParams::new().with("length", ParamValue::Int(6)))?;
+//! assert_eq!(envs::Env::spec(&env).num_actions, 7);
+//! assert!(registry::names().contains(&"cvpr"));
+//! # Ok::<(), envs::EnvError>(())
+//! ```
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{LazyLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::binpack::{BinPack, BinPackConfig, OnIllegal, RandomGenerator, RewardKind};
 use crate::cot::{CotConfig, CotEnv, OnCap, RewardConfig};
-use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, Step};
+use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, OracleChainFit, Step};
 use crate::error::EnvError;
-use crate::spec::EnvSpec;
+use crate::spec::{AnswerSpec, EnvSpec};
+use crate::task::Task;
 use crate::tasks::{Cvpr, Cycle, Multiplication};
 use crate::wrappers::{Think, ThinkConfig};
 
@@ -233,106 +245,205 @@ const LENGTH_PARAM: ParamSpec = ParamSpec {
     help: "number of input tokens L, 2..=2^20 (hops 1..=L-1)",
 };
 
-/// Every named env, in listing order.
-pub const ENTRIES: &[EnvEntry] = &[
-    EnvEntry {
-        name: "cycle",
-        summary: "follow pointers around a random single L-cycle; answer = node after hops+1 reads",
-        difficulty: "hops",
-        params: &[LENGTH_PARAM],
-        cot: true,
-        build: |p| {
-            let task = Cycle::new(p.usize("length", 8)?)?;
-            Ok(AnyEnv::Cycle(CotEnv::with_config(task, cot_config(p)?)?))
+/// A token task the registry can build by name: its name, its parameters and a
+/// constructor from them. [`CotEnv`] makes it an MDP; the entry also accepts the
+/// [`COT_PARAMS`] and the [`THINK_PARAMS`].
+pub trait NamedTask: Task + std::fmt::Debug + 'static {
+    /// The name users type (`[env] name = "..."`, `factorexe envs show NAME`).
+    const NAME: &'static str;
+    /// One line about it, for `factorexe envs list`.
+    const SUMMARY: &'static str;
+    /// What the difficulty means ("hops", "digits").
+    const DIFFICULTY: &'static str = "level";
+    /// Its own parameters (their names are checked before [`from_params`](Self::from_params)).
+    const PARAMS: &'static [ParamSpec] = &[];
+
+    /// Builds the task from its parameters; bad values are errors naming the parameter.
+    fn from_params(params: &EnvParams) -> Result<Self, EnvError>;
+
+    /// The MDP as an [`AnyEnv`]. The default boxes it ([`AnyEnv::Custom`]), which is right for
+    /// every task but the built-in ones, which have their own variants.
+    fn into_any(env: CotEnv<Self>) -> AnyEnv {
+        AnyEnv::custom(env)
+    }
+}
+
+impl EnvEntry {
+    /// The entry of a [`NamedTask`].
+    pub fn task<T: NamedTask>() -> EnvEntry {
+        EnvEntry {
+            name: T::NAME,
+            summary: T::SUMMARY,
+            difficulty: T::DIFFICULTY,
+            params: T::PARAMS,
+            cot: true,
+            build: build_task::<T>,
+        }
+    }
+}
+
+fn build_task<T: NamedTask>(params: &EnvParams) -> Result<AnyEnv, EnvError> {
+    let task = T::from_params(params)?;
+    Ok(T::into_any(CotEnv::with_config(task, cot_config(params)?)?))
+}
+
+impl NamedTask for Cycle {
+    const NAME: &'static str = "cycle";
+    const SUMMARY: &'static str =
+        "follow pointers around a random single L-cycle; answer = node after hops+1 reads";
+    const DIFFICULTY: &'static str = "hops";
+    const PARAMS: &'static [ParamSpec] = &[LENGTH_PARAM];
+    fn from_params(p: &EnvParams) -> Result<Self, EnvError> {
+        Cycle::new(p.usize("length", 8)?)
+    }
+    fn into_any(env: CotEnv<Self>) -> AnyEnv {
+        AnyEnv::Cycle(env)
+    }
+}
+
+impl NamedTask for Cvpr {
+    const NAME: &'static str = "cvpr";
+    const SUMMARY: &'static str = "conditional pointer value retrieval (Abnar et al. 2023): an increasing pointer chain in random filler";
+    const DIFFICULTY: &'static str = "hops";
+    const PARAMS: &'static [ParamSpec] = &[LENGTH_PARAM];
+    fn from_params(p: &EnvParams) -> Result<Self, EnvError> {
+        Cvpr::new(p.usize("length", 8)?)
+    }
+    fn into_any(env: CotEnv<Self>) -> AnyEnv {
+        AnyEnv::Cvpr(env)
+    }
+}
+
+impl NamedTask for Multiplication {
+    const NAME: &'static str = "multiplication";
+    const SUMMARY: &'static str = "N x N (or N x multiplier_digits) multiplication, digits least significant first; chain = long-multiplication scratchpad with carries; difficulty = N";
+    const DIFFICULTY: &'static str = "digits";
+    const PARAMS: &'static [ParamSpec] = &[
+        ParamSpec {
+            name: "max_digits",
+            default: "8",
+            help: "largest N, 1..=20 (difficulties 1..=max_digits)",
         },
-    },
-    EnvEntry {
-        name: "cvpr",
-        summary: "conditional pointer value retrieval (Abnar et al. 2023): an increasing pointer chain in random filler",
-        difficulty: "hops",
-        params: &[LENGTH_PARAM],
-        cot: true,
-        build: |p| {
-            let task = Cvpr::new(p.usize("length", 8)?)?;
-            Ok(AnyEnv::Cvpr(CotEnv::with_config(task, cot_config(p)?)?))
+        ParamSpec {
+            name: "multiplier_digits",
+            default: "N (square problems)",
+            help: "fixed number of digits M of the second operand, 1..=20",
         },
-    },
+    ];
+    fn from_params(p: &EnvParams) -> Result<Self, EnvError> {
+        let digits = param_u32(p, "max_digits", 8)?;
+        match p.opt_usize("multiplier_digits")? {
+            None => Multiplication::new(digits),
+            Some(_) => Multiplication::with_multiplier_digits(
+                digits,
+                param_u32(p, "multiplier_digits", 1)?,
+            ),
+        }
+    }
+    fn into_any(env: CotEnv<Self>) -> AnyEnv {
+        AnyEnv::Multiplication(env)
+    }
+}
+
+/// The built-in envs, registered as a user's are, in listing order.
+fn builtin() -> Vec<EnvEntry> {
+    let mut entries = Vec::new();
+    for e in [
+        EnvEntry::task::<Cycle>(),
+        EnvEntry::task::<Cvpr>(),
+        EnvEntry::task::<Multiplication>(),
     EnvEntry {
-        name: "multiplication",
-        summary: "N x N (or N x multiplier_digits) multiplication, digits least significant first; chain = long-multiplication scratchpad with carries; difficulty = N",
-        difficulty: "digits",
-        params: &[
-            ParamSpec {
-                name: "max_digits",
-                default: "8",
-                help: "largest N, 1..=20 (difficulties 1..=max_digits)",
-            },
-            ParamSpec {
-                name: "multiplier_digits",
-                default: "N (square problems)",
-                help: "fixed number of digits M of the second operand, 1..=20",
-            },
-        ],
-        cot: true,
-        build: |p| {
-            let digits = param_u32(p, "max_digits", 8)?;
-            let task = match p.opt_usize("multiplier_digits")? {
-                None => Multiplication::new(digits)?,
-                Some(_) => Multiplication::with_multiplier_digits(
-                    digits,
-                    param_u32(p, "multiplier_digits", 1)?,
-                )?,
-            };
-            Ok(AnyEnv::Multiplication(CotEnv::with_config(task, cot_config(p)?)?))
+            name: "binpack",
+            summary: "3D bin packing (Jumanji BinPack-v2, EMS formulation): action = ems_slot * items + item; return = utilization; one level (1)",
+            difficulty: "level",
+            params: &[
+                ParamSpec {
+                    name: "items",
+                    default: "20",
+                    help: "item slots (instances have items - split_num_same_items + 1 or more)",
+                },
+                ParamSpec {
+                    name: "ems",
+                    default: "40",
+                    help: "empty maximal spaces shown, the largest first",
+                },
+                ParamSpec {
+                    name: "container",
+                    default: "5870x2330x2200",
+                    help: "container LxWxH (integers; twenty-foot container in mm)",
+                },
+                ParamSpec {
+                    name: "split_num_same_items",
+                    default: "2",
+                    help: "generator: largest number of equal slices in one cut",
+                },
+                ParamSpec {
+                    name: "reward",
+                    default: "dense",
+                    help: "dense (utilization gained per step) or sparse (final utilization)",
+                },
+                ParamSpec {
+                    name: "on_illegal",
+                    default: "error",
+                    help: "error or terminate (Jumanji) on a masked-out action",
+                },
+            ],
+            cot: false,
+            build: |p| Ok(AnyEnv::BinPack(BinPack::new(binpack_config(p)?)?)),
         },
-    },
-    EnvEntry {
-        name: "binpack",
-        summary: "3D bin packing (Jumanji BinPack-v2, EMS formulation): action = ems_slot * items + item; return = utilization; one level (1)",
-        difficulty: "level",
-        params: &[
-            ParamSpec {
-                name: "items",
-                default: "20",
-                help: "item slots (instances have items - split_num_same_items + 1 or more)",
-            },
-            ParamSpec {
-                name: "ems",
-                default: "40",
-                help: "empty maximal spaces shown, the largest first",
-            },
-            ParamSpec {
-                name: "container",
-                default: "5870x2330x2200",
-                help: "container LxWxH (integers; twenty-foot container in mm)",
-            },
-            ParamSpec {
-                name: "split_num_same_items",
-                default: "2",
-                help: "generator: largest number of equal slices in one cut",
-            },
-            ParamSpec {
-                name: "reward",
-                default: "dense",
-                help: "dense (utilization gained per step) or sparse (final utilization)",
-            },
-            ParamSpec {
-                name: "on_illegal",
-                default: "error",
-                help: "error or terminate (Jumanji) on a masked-out action",
-            },
-        ],
-        cot: false,
-        build: |p| Ok(AnyEnv::BinPack(BinPack::new(binpack_config(p)?)?)),
-    },
-];
+    ] {
+        entries.push(e);
+    }
+    entries
+}
+
+static REGISTRY: LazyLock<RwLock<Vec<EnvEntry>>> = LazyLock::new(|| RwLock::new(builtin()));
+
+fn read_registry() -> std::sync::RwLockReadGuard<'static, Vec<EnvEntry>> {
+    // A panic while holding the lock cannot leave the list half-written (pushes are atomic
+    // for readers), so a poisoned lock still holds a valid list.
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds `entry` to the registry; a name already taken is an error.
+pub fn register(entry: EnvEntry) -> Result<(), EnvError> {
+    let mut list = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    if list.iter().any(|e| e.name == entry.name) {
+        return Err(EnvError::invalid(
+            "env",
+            entry.name,
+            "a name not registered yet",
+        ));
+    }
+    list.push(entry);
+    Ok(())
+}
+
+/// Registers the [`NamedTask`] `T`: `make(T::NAME, params)` then builds it.
+pub fn register_task<T: NamedTask>() -> Result<(), EnvError> {
+    register(EnvEntry::task::<T>())
+}
+
+/// Every registered env, in listing order (the built-in ones first).
+pub fn entries() -> Vec<EnvEntry> {
+    read_registry().clone()
+}
+
+/// The names of every registered env.
+pub fn names() -> Vec<&'static str> {
+    read_registry().iter().map(|e| e.name).collect()
+}
 
 /// The entry called `name`, or an error listing the names.
-pub fn entry(name: &str) -> Result<&'static EnvEntry, EnvError> {
-    ENTRIES.iter().find(|e| e.name == name).ok_or_else(|| {
-        let names: Vec<_> = ENTRIES.iter().map(|e| e.name).collect();
-        EnvError::invalid("env", name, format!("one of: {}", names.join(", ")))
-    })
+pub fn entry(name: &str) -> Result<EnvEntry, EnvError> {
+    let list = read_registry();
+    list.iter()
+        .find(|e| e.name == name)
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<_> = list.iter().map(|e| e.name).collect();
+            EnvError::invalid("env", name, format!("one of: {}", names.join(", ")))
+        })
 }
 
 /// Builds the env called `name` with `params`; unknown parameter names are errors listing
@@ -475,6 +586,12 @@ macro_rules! any_env {
             fn oracle_action(&self) -> Option<usize> {
                 match self { $(AnyEnv::$variant(e) => e.oracle_action(),)* }
             }
+            fn answer_spec(&self) -> Option<AnswerSpec> {
+                match self { $(AnyEnv::$variant(e) => e.answer_spec(),)* }
+            }
+            fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+                match self { $(AnyEnv::$variant(e) => e.oracle_chain_fit(),)* }
+            }
         }
     };
 }
@@ -490,4 +607,133 @@ any_env! {
     BinPack(BinPack),
     /// Any of these with thought tokens.
     Think(Box<Think<AnyEnv>>),
+    /// A registered env of a user's (see [`NamedTask`]).
+    Custom(CustomEnv),
+}
+
+impl AnyEnv {
+    /// `env` as an [`AnyEnv::Custom`].
+    pub fn custom<E: Env + fmt::Debug + 'static>(env: E) -> AnyEnv {
+        AnyEnv::Custom(CustomEnv(Box::new(env)))
+    }
+}
+
+pub use custom::CustomEnv;
+
+/// User envs behind a trait object; the blanket [`custom::DynEnv`] impl stays in this module
+/// so its methods never shadow [`Env`]'s elsewhere.
+mod custom {
+    use super::*;
+
+    /// The object-safe face of an [`Env`], so a user's env can live in [`AnyEnv`].
+    pub(super) trait DynEnv: Send + fmt::Debug {
+        fn spec(&self) -> &EnvSpec;
+        fn reset(&mut self, rng: &mut EnvRng, difficulty: Difficulty) -> Result<(), EnvError>;
+        fn step(&mut self, action: usize) -> Result<Step, EnvError>;
+        fn observe(&self, obs: ObsMut<'_>);
+        fn observe_update(&self, obs: ObsMut<'_>);
+        fn info(&self) -> Info;
+        fn is_done(&self) -> bool;
+        fn render(&self) -> String;
+        fn oracle_action(&self) -> Option<usize>;
+        fn answer_spec(&self) -> Option<AnswerSpec>;
+        fn oracle_chain_fit(&self) -> Option<OracleChainFit>;
+        fn clone_box(&self) -> Box<dyn DynEnv>;
+        fn as_any(&self) -> &dyn Any;
+    }
+
+    impl<E: Env + fmt::Debug + 'static> DynEnv for E {
+        fn spec(&self) -> &EnvSpec {
+            Env::spec(self)
+        }
+        fn reset(&mut self, rng: &mut EnvRng, difficulty: Difficulty) -> Result<(), EnvError> {
+            Env::reset(self, rng, difficulty)
+        }
+        fn step(&mut self, action: usize) -> Result<Step, EnvError> {
+            Env::step(self, action)
+        }
+        fn observe(&self, obs: ObsMut<'_>) {
+            Env::observe(self, obs)
+        }
+        fn observe_update(&self, obs: ObsMut<'_>) {
+            Env::observe_update(self, obs)
+        }
+        fn info(&self) -> Info {
+            Env::info(self)
+        }
+        fn is_done(&self) -> bool {
+            Env::is_done(self)
+        }
+        fn render(&self) -> String {
+            Env::render(self)
+        }
+        fn oracle_action(&self) -> Option<usize> {
+            Env::oracle_action(self)
+        }
+        fn answer_spec(&self) -> Option<AnswerSpec> {
+            Env::answer_spec(self)
+        }
+        fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+            Env::oracle_chain_fit(self)
+        }
+        fn clone_box(&self) -> Box<dyn DynEnv> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    /// A user's env inside [`AnyEnv`] (boxed; cloning clones the env).
+    #[derive(Debug)]
+    pub struct CustomEnv(pub(super) Box<dyn DynEnv>);
+
+    impl CustomEnv {
+        /// The env, if it is an `E`.
+        pub fn downcast_ref<E: Env + 'static>(&self) -> Option<&E> {
+            self.0.as_any().downcast_ref()
+        }
+    }
+
+    impl Clone for CustomEnv {
+        fn clone(&self) -> Self {
+            CustomEnv(self.0.clone_box())
+        }
+    }
+
+    impl Env for CustomEnv {
+        fn spec(&self) -> &EnvSpec {
+            self.0.spec()
+        }
+        fn reset(&mut self, rng: &mut EnvRng, difficulty: Difficulty) -> Result<(), EnvError> {
+            self.0.reset(rng, difficulty)
+        }
+        fn step(&mut self, action: usize) -> Result<Step, EnvError> {
+            self.0.step(action)
+        }
+        fn observe(&self, obs: ObsMut<'_>) {
+            self.0.observe(obs)
+        }
+        fn observe_update(&self, obs: ObsMut<'_>) {
+            self.0.observe_update(obs)
+        }
+        fn info(&self) -> Info {
+            self.0.info()
+        }
+        fn is_done(&self) -> bool {
+            self.0.is_done()
+        }
+        fn render(&self) -> String {
+            self.0.render()
+        }
+        fn oracle_action(&self) -> Option<usize> {
+            self.0.oracle_action()
+        }
+        fn answer_spec(&self) -> Option<AnswerSpec> {
+            self.0.answer_spec()
+        }
+        fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+            self.0.oracle_chain_fit()
+        }
+    }
 }

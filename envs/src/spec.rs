@@ -1,7 +1,10 @@
 //! Static descriptions of an env: observation layout, action space, limits.
 
-use crate::env::Difficulty;
 use serde::{Deserialize, Serialize};
+
+/// A difficulty level: hops for Cycle and C-VPR, digits for multiplication. (Defined here, with
+/// [`DifficultyRange`], so that this module and `error` need nothing from `env`.)
+pub type Difficulty = u32;
 
 /// A named run of integer tokens inside the observation's token buffer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,4 +86,15 @@ pub struct EnvSpec {
     pub difficulty: DifficultyRange,
     /// Smallest and largest reward one step can give.
     pub reward_range: (f32, f32),
+}
+
+/// The answer of a token task: how many answer tokens follow the ANSWER marker and their
+/// vocabulary. Agents that read the answer off a pooled encoder (answer-only supervision)
+/// size their output head from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerSpec {
+    /// Number of answer tokens.
+    pub len: usize,
+    /// Answer tokens are in `0..vocab`.
+    pub vocab: usize,
 }

@@ -2,9 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use envs::env::OracleChainFit;
 use envs::{
     check_env, check_env_with, CheckOptions, CotConfig, CotEnv, Cvpr, Cycle, Difficulty, Env,
-    EnvError, EnvRng, EnvSpec, Info, ObsMut, OnCap, Phase, RewardConfig, Step,
+    EnvError, EnvRng, EnvSpec, Info, ObsMut, OnCap, Phase, RewardConfig, Step, Think, ThinkConfig,
 };
 use rand::{Rng, SeedableRng};
 
@@ -187,4 +188,106 @@ fn broken_envs_are_caught_with_the_rule_named() {
         assert_eq!(err.rule, rule, "{bug:?}: {err}");
         assert!(err.to_string().contains(rule));
     }
+}
+
+/// Cycle(8) under a chain cap: hops (and so the oracle's chain length) run 1..=7.
+fn capped_cycle(cap: usize, on_cap: OnCap) -> CotEnv<Cycle> {
+    let cfg = CotConfig {
+        max_chain_len: Some(cap),
+        on_cap,
+        ..CotConfig::default()
+    };
+    CotEnv::with_config(Cycle::new(8).unwrap(), cfg).unwrap()
+}
+
+#[test]
+fn a_chain_cap_shorter_than_the_oracle_chain_is_reported() {
+    let report = check_env(&mut capped_cycle(4, OnCap::ForceAnswer)).unwrap();
+    let levels: Vec<_> = report.oracle_gaps.iter().map(|g| g.difficulty).collect();
+    assert_eq!(levels, [5, 6, 7], "{report:#?}");
+    let gap = &report.oracle_gaps[2];
+    assert_eq!(
+        gap.chain,
+        Some(OracleChainFit {
+            max_chain_len: 4,
+            oracle_chain_len: 7,
+            fits: false,
+        })
+    );
+    assert_eq!(
+        gap.message,
+        "difficulty 7: the oracle's chain is 7 tokens, longer than the chain cap \
+         max_chain_len = 4"
+    );
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("oracle"))
+        .expect("a warning about the oracle");
+    for part in [
+        "max_chain_len = 4",
+        "difficulty 5",
+        "5 tokens",
+        "difficulty 7",
+    ] {
+        assert!(warning.contains(part), "{part:?} missing from {warning:?}");
+    }
+    let err = report.require_oracle().unwrap_err();
+    assert_eq!(err.rule, "oracle_coverage");
+    let text = err.to_string();
+    assert!(text.contains("rule `oracle_coverage`"), "{text}");
+    assert!(
+        text.contains("difficulty 6: the oracle's chain is 6 tokens"),
+        "{text}"
+    );
+    assert!(text.contains("max_chain_len = 4"), "{text}");
+
+    // With `on_cap = truncate` a chain as long as the cap is cut too.
+    let report = check_env(&mut capped_cycle(4, OnCap::Truncate)).unwrap();
+    let gap = &report.oracle_gaps[0];
+    assert_eq!(gap.difficulty, 4);
+    assert!(
+        gap.message
+            .contains("chain of 4 tokens reaches the chain cap max_chain_len = 4"),
+        "{}",
+        gap.message
+    );
+
+    // Wrappers forward the cap.
+    let mut think =
+        Think::new(capped_cycle(4, OnCap::ForceAnswer), ThinkConfig::default()).unwrap();
+    let report = check_env(&mut think).unwrap();
+    assert_eq!(report.oracle_gaps.len(), 3);
+    assert!(report.oracle_gaps[0].message.contains("max_chain_len = 4"));
+
+    // Without the cap (the task's own) every difficulty is playable.
+    for cap in [None, Some(7)] {
+        let cfg = CotConfig {
+            max_chain_len: cap,
+            ..CotConfig::default()
+        };
+        let mut env = CotEnv::with_config(Cycle::new(8).unwrap(), cfg).unwrap();
+        let report = check_env(&mut env).unwrap();
+        assert!(report.oracle_gaps.is_empty(), "{cap:?}: {report:#?}");
+        assert!(report.warnings.is_empty(), "{cap:?}: {:?}", report.warnings);
+        report.require_oracle().unwrap();
+    }
+}
+
+#[test]
+fn an_oracle_missing_at_some_difficulties_is_reported_without_a_cap_to_name() {
+    // `Broken` forwards the oracle but not `oracle_chain_fit`, like an env that knows no cap.
+    let mut env = Broken {
+        inner: capped_cycle(4, OnCap::ForceAnswer),
+        bug: Bug::None,
+    };
+    let report = check_env(&mut env).unwrap();
+    let levels: Vec<_> = report.oracle_gaps.iter().map(|g| g.difficulty).collect();
+    assert_eq!(levels, [5, 6, 7]);
+    assert_eq!(report.oracle_gaps[0].chain, None);
+    assert_eq!(
+        report.oracle_gaps[0].message,
+        "difficulty 5: the oracle gives no action after the reset, though it does at difficulty 1"
+    );
+    assert_eq!(report.require_oracle().unwrap_err().rule, "oracle_coverage");
 }

@@ -1,11 +1,12 @@
-//! CotEnv on the worked examples of the reference, config rules and the observation layout.
+//! CotEnv on hand-checked Cycle examples, config rules and the observation layout.
 
 use envs::{
     CotConfig, CotEnv, Cycle, Env, EnvError, EnvRng, OnCap, Phase, Problem, RewardConfig, Task,
 };
 use rand::SeedableRng;
 
-/// The worked example of reference §1.2 (L = 8, H = 4): 0 -> 2 -> 3 -> 6 -> 5 -> 7.
+/// A Cycle problem worked by hand (L = 8, H = 4): f = input, 0 -> 2 -> 3 -> 6 -> 5 -> 7, so
+/// the chain is the 4 visited nodes after 0 and the answer is the fifth, 7.
 fn worked_example() -> Problem {
     Problem {
         input: vec![2, 4, 3, 6, 0, 7, 5, 1],

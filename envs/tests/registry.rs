@@ -1,12 +1,12 @@
 //! Named envs and difficulty samplers.
 
-use envs::registry::{self, ParamValue, ENTRIES};
+use envs::registry::{self, ParamValue};
 use envs::{check_env, Curriculum, DifficultySampler, Env, EnvParams, EnvRng};
 use rand::SeedableRng;
 
 #[test]
 fn every_entry_builds_with_defaults_and_passes_the_checker() {
-    for e in ENTRIES {
+    for e in registry::entries() {
         let mut env = registry::make(e.name, &EnvParams::new())
             .unwrap_or_else(|err| panic!("{}: {err}", e.name));
         check_env(&mut env).unwrap_or_else(|err| panic!("{}: {err}", e.name));

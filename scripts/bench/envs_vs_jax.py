@@ -1,7 +1,7 @@
 """The original FactorExe samplers in JAX (jit + vmap, CPU), timed like `bench_rates`.
 
-Written from the reimplementation spec (reference sections 1.1 and 1.2), with hops drawn per
-problem uniformly in 1..L-1 as the Rust benchmark does. Cycle keeps the original's dynamic-H
+The problems are those of envs/src/tasks/cycle.rs and cvpr.rs, with hops drawn per problem
+uniformly in 1..L-1 as the Rust benchmark does. Cycle keeps the original's dynamic-H
 code (permutation, argmin, roll; the chain padded to a static L-1). The original C-VPR needs a
 static H (`choice(..., replace=False)`), so mixed hops would need a `lax.switch` over every H;
 this version instead takes the first H entries of a random permutation of 1..L-1 and sorts

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarizes the issue-6 RL runs: greedy accuracy per hop (from each run's eval log) and
-the training signals from metrics.jsonl (reward, advantage std, gradient variance).
+"""Summarizes the runs of rl_table.sh (the RL tables of docs/rl.md): greedy accuracy per hop
+(from each run's eval log) and the training signals from metrics.jsonl (reward, advantage std,
+gradient variance).
 
     python3 scripts/experiments/rl_summary.py RUNS_DIR LOG_DIR
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6 tables: RL from the answer alone on Cycle L=10, hops 1..4 mixed.
+# The RL tables of docs/rl.md: RL from the answer alone on Cycle L=10, hops 1..4 mixed.
 #
 #   scripts/experiments/rl_table.sh [baselines|refs|poppy|probe|summary|all]   (default: all)
 #

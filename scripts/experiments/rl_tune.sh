@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Short REINFORCE tuning runs on Cycle L=10, hops 1..4 (issue 6 follow-up): each run is one
+# Short REINFORCE tuning runs on Cycle L=10, hops 1..4 (docs/rl.md): each run is one
 # `factorexe train` of configs/cycle10_rl.toml with --set overrides, capped by a wall-time limit,
 # ending with the runner's final greedy evaluation (500 fresh problems per hop).
 #

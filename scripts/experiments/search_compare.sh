@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7: test-time search at equal budgets over an under-trained Cycle model.
+# Test-time search at equal budgets over an under-trained Cycle model.
 #
 #   scripts/experiments/search_compare.sh
 #

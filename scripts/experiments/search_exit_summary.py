@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Greedy accuracy per hop against env samples for expert iteration and REINFORCE runs
-(issue 7), from each run's metrics.jsonl: one row per evaluation, with the played episodes
-(update x episodes per update) and the reward queries (the sum of train/reward_queries
-where a run reports it, else the played episodes).
+(search_exit_vs_reinforce.sh), from each run's metrics.jsonl: one row per evaluation, with
+the played episodes (update x episodes per update) and the reward queries (the sum of
+train/reward_queries where a run reports it, else the played episodes).
 
     python3 scripts/experiments/search_exit_summary.py RUN_DIR:EPISODES_PER_UPDATE ...
 """

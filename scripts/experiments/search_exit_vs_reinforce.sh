@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7: expert iteration against REINFORCE at equal env samples on the RL task of issue 6
+# Expert iteration against REINFORCE at equal env samples on the RL task of docs/rl.md
 # (Cycle L=10, hops 1..4 mixed, chain cap 4). Both play 256 episodes per update and read,
 # per played episode, its reward and its correct answer (REINFORCE's recipe in
 # configs/cycle10_rl.toml: answer supervision and the answer_ce return; expert iteration's

@@ -1,7 +1,7 @@
 //! `factorexe envs`: list the named envs, show a problem with its oracle chain, run the env
 //! checker.
 
-use ::envs::registry::{self, EnvEntry, ParamSpec, COT_PARAMS, ENTRIES, THINK_PARAMS};
+use ::envs::registry::{self, EnvEntry, ParamSpec, COT_PARAMS, THINK_PARAMS};
 use ::envs::{check_env_with, CheckOptions, Difficulty, Env, EnvParams, EnvRng};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -113,8 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn list() {
     // Columns as wide as the longest env and parameter names, so that help texts line up.
-    let name_w = ENTRIES.iter().map(|e| e.name.len()).max().unwrap_or(0);
-    let param_w = ENTRIES
+    let entries = registry::entries();
+    let name_w = entries.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let param_w = entries
         .iter()
         .flat_map(|e| e.all_params())
         .map(|p| p.name.len())
@@ -129,7 +130,7 @@ fn list() {
             p.default
         );
     };
-    for e in ENTRIES {
+    for e in &entries {
         println!("{:<name_w$}  {}", e.name, e.summary);
         println!("{:name_w$}  difficulty = {}", "", e.difficulty);
         for p in e.params {
@@ -154,7 +155,7 @@ fn dashed(name: &str) -> String {
     name.replace('_', "-")
 }
 
-fn build(a: &EnvArgs) -> anyhow::Result<(&'static EnvEntry, ::envs::AnyEnv, Parsed)> {
+fn build(a: &EnvArgs) -> anyhow::Result<(EnvEntry, ::envs::AnyEnv, Parsed)> {
     let parsed = parse(&a.params)?;
     let entry = registry::entry(&a.name)?;
     let env = registry::make(&a.name, &parsed.params)?;

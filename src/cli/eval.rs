@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use agents::algos::AnyAgent;
 use agents::checkpoint;
 use agents::config::RunConfig;
 use agents::eval::evaluate;
@@ -64,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = RunConfig::from_resolved(&text, &config_path.display().to_string())?;
     let device = args.runtime.apply()?;
     let env = cfg.env.build()?;
-    let mut agent = AnyAgent::from_config(&cfg, &env, device)?;
+    let mut agent = agents::registry::build(&cfg, &env, device)?;
     let loaded = match &args.checkpoint {
         Some(p) => checkpoint::load(p)?,
         None => checkpoint::load_latest(&args.run)?,
@@ -106,20 +105,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     print!("{}", report.table());
-    if let AnyAgent::Poppy(pop) = &mut agent {
-        let rep = agents::algos::poppy::population_eval(
-            &env,
-            pop,
-            &levels,
-            eval_cfg.episodes,
-            eval_cfg.batch_size,
-            args.seed,
-        )?;
-        println!(
-            "population of {} (greedy, same problems): best-of-K and each member's accuracy",
-            pop.num_members()
-        );
-        print!("{}", rep.table());
+    if let Some(extra) = agent.extra_eval(
+        &env,
+        &levels,
+        eval_cfg.episodes,
+        eval_cfg.batch_size,
+        args.seed,
+    )? {
+        print!("{extra}");
     }
     if let Some(Probe::Chain) = args.probe {
         let start = std::time::Instant::now();

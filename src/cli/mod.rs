@@ -12,7 +12,7 @@ mod train;
 /// Small models that think in chains of tokens: train, evaluate and search over token MDPs.
 #[derive(Debug, Parser)]
 #[command(name = "factorexe", version, about, long_about = None)]
-pub struct Cli {
+pub struct CliArgs {
     #[command(subcommand)]
     command: Command,
 }
@@ -35,7 +35,7 @@ enum Command {
 
 /// Parses the command line and runs the subcommand.
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = CliArgs::parse();
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use agents::algos::rl::BaselineKind;
-use agents::algos::{AlgoConfig, AnyAgent};
 use agents::checkpoint;
 use agents::compare::{compare, CompareConfig, SearchAlgo};
 use agents::config::RunConfig;
@@ -125,18 +123,15 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         .map(|s| s.trim().parse::<SearchAlgo>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--algos: {e}"))?;
+    let device = args.runtime.apply()?;
+    let env = cfg.env.build()?;
+    let mut agent = agents::registry::build(&cfg, &env, device)?;
     let value = match args.value {
         ValueArg::Head => ValueSource::Head,
         ValueArg::Likelihood => ValueSource::Likelihood,
-        ValueArg::Auto => match &cfg.algo {
-            AlgoConfig::ExpertIteration(_) => ValueSource::Head,
-            AlgoConfig::Reinforce(r) if r.baseline == BaselineKind::Value => ValueSource::Head,
-            _ => ValueSource::Likelihood,
-        },
+        ValueArg::Auto if agent.value_head_trained() => ValueSource::Head,
+        ValueArg::Auto => ValueSource::Likelihood,
     };
-    let device = args.runtime.apply()?;
-    let env = cfg.env.build()?;
-    let mut agent = AnyAgent::from_config(&cfg, &env, device)?;
     let loaded = match &args.checkpoint {
         Some(p) => checkpoint::load(p)?,
         None => checkpoint::load_latest(&args.run)?,
@@ -181,7 +176,13 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         ccfg.seed
     );
     let start = std::time::Instant::now();
-    let report = compare(&env, agent.policy(), &ccfg, |c| {
+    let policy = agent.policy().ok_or_else(|| {
+        anyhow::anyhow!(
+            "agent `{}` has no chain-of-thought policy network to search over",
+            agent.name()
+        )
+    })?;
+    let report = compare(&env, policy, &ccfg, |c| {
         eprintln!(
             "  {:>6} budget {:>3} d{}: {:5.1}%  ({:.1} evals/problem, {:.1} s)",
             c.algo.name(),

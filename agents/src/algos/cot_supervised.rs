@@ -13,16 +13,18 @@
 //! step in the whole batch, computed under the env's action mask. The model therefore learns
 //! the chain, when to stop, and the answer, and at test time writes its own chain.
 
-use envs::{EnvRng, EnvSpec};
+use envs::EnvRng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use super::{load_optim, optim_tensors, token_stats, weighted_sum, CotPolicy};
+use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
-    ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
+    collect_declared, Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience,
+    Metrics,
 };
-use crate::model::{ModelConfig, ModelLayout};
-use crate::optim::{micro_batches, AdamW, OptimConfig};
+use crate::model::ModelLayout;
+use crate::optim::{micro_batches, AdamW};
+use crate::policy::{load_optim, optim_tensors, step_kinds, token_stats, weighted_sum, CotPolicy};
 
 /// `[algo]` options of `cot_supervised`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,17 +77,17 @@ pub struct CotSupervised {
 impl CotSupervised {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with
     /// `micro_batches` gradient-accumulation parts; weights from `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &EnvSpec,
-        model: &ModelConfig,
-        cfg: &CotSupervisedConfig,
-        optim: &OptimConfig,
-        steps: u64,
-        micro_batches: usize,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self, AgentError> {
+    pub fn new(ctx: &AgentContext<'_>, cfg: &CotSupervisedConfig) -> Result<Self, AgentError> {
+        let AgentContext {
+            spec,
+            model,
+            optim,
+            steps,
+            micro_batches,
+            seed,
+            device,
+            ..
+        } = *ctx;
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
@@ -96,11 +98,6 @@ impl CotSupervised {
             cfg: cfg.clone(),
             micro_batches: micro_batches.max(1),
         })
-    }
-
-    /// The policy network.
-    pub fn policy(&self) -> &CotPolicy {
-        &self.policy
     }
 
     /// The optimizer.
@@ -136,8 +133,10 @@ impl CotSupervised {
 }
 
 impl Agent for CotSupervised {
+    type Batch = Episodes;
+
     fn name(&self) -> &str {
-        "cot_supervised"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -153,9 +152,14 @@ impl Agent for CotSupervised {
         self.policy.act_masked(obs, obs.action_mask, mode, rng)
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<Episodes, AgentError> {
+        collect_declared(self, ctx)
+    }
+
+    fn update(&mut self, batch: Episodes) -> Result<Metrics, AgentError> {
+        let ep = &batch;
         self.policy.invalidate_cache();
-        let (chain, answer) = super::step_kinds(ep, self.policy.answer_action() as i64);
+        let (chain, answer) = step_kinds(ep, self.policy.answer_action() as i64);
         let n_chain: f64 = chain.iter().map(|&x| x as f64).sum();
         let n_answer: f64 = answer.iter().map(|&x| x as f64).sum();
         self.opt.zero_grad();
@@ -196,17 +200,39 @@ impl Agent for CotSupervised {
         load_optim(&mut self.opt, tensors)
     }
 
+    fn policy(&self) -> Option<&CotPolicy> {
+        Some(&self.policy)
+    }
+
+    fn policy_mut(&mut self) -> Option<&mut CotPolicy> {
+        Some(&mut self.policy)
+    }
+
     fn num_parameters(&self) -> usize {
         self.policy.model().num_parameters()
+    }
+}
+
+impl BuildAgent for CotSupervised {
+    const NAME: &'static str = "cot_supervised";
+    const SUMMARY: &'static str = "teacher forcing on the oracle chain";
+    type Settings = CotSupervisedConfig;
+
+    fn validate(settings: &CotSupervisedConfig) -> Result<(), String> {
+        settings.validate()
+    }
+
+    fn build(ctx: &AgentContext<'_>, settings: CotSupervisedConfig) -> Result<Self, AgentError> {
+        Self::new(ctx, &settings)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algos::AnyAgent;
     use crate::config::{Override, RunConfig};
-    use crate::runner::{Collector, Lockstep, Runner};
+    use crate::rollout::{Collector, Lockstep};
+    use crate::runner::Runner;
     use crate::ActMode;
 
     fn config(sets: &[&str]) -> RunConfig {
@@ -246,7 +272,7 @@ sampled = false
         let start = std::time::Instant::now();
         let cfg = config(&[]);
         let env = cfg.env.build().unwrap();
-        let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         let mut runner = Runner::new(cfg, env, agent).unwrap();
         let summary = runner.train().unwrap();
         let report = summary.eval.unwrap();
@@ -279,9 +305,13 @@ sampled = false
             .unwrap();
         let run = |parts: usize| {
             let cfg = config(&[&format!("train.micro_batches={parts}")]);
-            let mut agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
-            let m1 = agent.update(&episodes).unwrap();
-            let m2 = agent.update(&episodes).unwrap();
+            let mut agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
+            let m1 = agent
+                .update(crate::agent::AnyBatch::new(episodes.clone()))
+                .unwrap();
+            let m2 = agent
+                .update(crate::agent::AnyBatch::new(episodes.clone()))
+                .unwrap();
             (agent.state(), m1, m2)
         };
         let (one, m1, _) = run(1);
@@ -318,8 +348,10 @@ sampled = false
             .unwrap();
         let loss = |sets: &[&str]| {
             let cfg = config(sets);
-            let mut agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
-            agent.update(&episodes).unwrap()
+            let mut agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
+            agent
+                .update(crate::agent::AnyBatch::new(episodes.clone()))
+                .unwrap()
         };
         let both = loss(&[]);
         let chain = loss(&["algo.answer_weight=0"]);

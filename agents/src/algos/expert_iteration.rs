@@ -77,17 +77,20 @@ use search::{
     SearchError, SearchOutput, Searcher,
 };
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::init::InitFrom;
-use super::rl::{answer_ce_returns, oracle_answers, take_recorded_answers, with_correct_answers};
-use super::{load_optim, masked_log_softmax, optim_tensors, step_kinds, CotPolicy, MODEL_PREFIX};
+use super::rl::{answer_ce_returns, oracle_answers, with_correct_answers};
+use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
-    ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
+    Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience, Metrics,
 };
-use crate::model::{ModelConfig, ModelLayout};
-use crate::optim::{micro_batches, AdamW, OptimConfig};
-use crate::runner::{Collector, Lockstep};
+use crate::model::ModelLayout;
+use crate::optim::{micro_batches, AdamW};
+use crate::policy::{
+    load_optim, masked_log_softmax, optim_tensors, step_kinds, CotPolicy, MODEL_PREFIX,
+};
+use crate::rollout::Lockstep;
 use crate::search_eval::{PolicyEvaluator, ValueSource};
 
 /// The searcher that plays the episodes.
@@ -383,17 +386,17 @@ impl ExpertIteration {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with
     /// `micro_batches` gradient-accumulation parts; weights from `seed` (replaced by
     /// `cfg.init`'s before the first update).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &EnvSpec,
-        model: &ModelConfig,
-        cfg: &ExpertIterationConfig,
-        optim: &OptimConfig,
-        steps: u64,
-        micro_batches: usize,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self, AgentError> {
+    pub fn new(ctx: &AgentContext<'_>, cfg: &ExpertIterationConfig) -> Result<Self, AgentError> {
+        let AgentContext {
+            spec,
+            model,
+            optim,
+            steps,
+            micro_batches,
+            seed,
+            device,
+            ..
+        } = *ctx;
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
@@ -426,11 +429,6 @@ impl ExpertIteration {
             Some(a) => self.init.apply(steps, &mut [&mut self.policy, a]),
             None => self.init.apply(steps, &mut [&mut self.policy]),
         }
-    }
-
-    /// The policy network.
-    pub fn policy(&self) -> &CotPolicy {
-        &self.policy
     }
 
     /// The configuration.
@@ -557,14 +555,17 @@ impl ExpertIteration {
     }
 
     /// Plays the problems of `ctx` with a search choosing every action.
-    fn collect_searched<E: Env>(
+    fn collect_searched(
         &mut self,
-        ctx: &mut Collector<'_, E>,
+        ctx: &mut Collector<'_>,
         k: usize,
         rng: &mut EnvRng,
     ) -> Result<Episodes, AgentError> {
         let na = self.num_actions;
-        let mut searcher = self.cfg.searcher::<Tally<E>>().map_err(search_failed)?;
+        let mut searcher = self
+            .cfg
+            .searcher::<Tally<envs::AnyEnv>>()
+            .map_err(search_failed)?;
         let mut evaluator = PolicyEvaluator::new(&self.policy, self.cfg.search_value)?;
         let oracle = self.cfg.search_rewards == SearchRewards::Oracle;
         let budget = self.cfg.budget;
@@ -575,10 +576,10 @@ impl ExpertIteration {
             ..CollectStats::default()
         };
         let terminals = Arc::new(AtomicUsize::new(0));
-        let mut roots: Vec<Tally<E>> = Vec::new();
+        let mut roots: Vec<Tally<envs::AnyEnv>> = Vec::new();
         let mut live: Vec<usize> = Vec::new();
         let ep = ctx.run_episodes(
-            |obs: &BatchObs<'_>, envs: &[E]| {
+            |obs: &BatchObs<'_>, envs: &[envs::AnyEnv]| {
                 let n = envs.len();
                 live.clear();
                 live.extend((0..n).filter(|&i| obs.action_mask.row(i).iter().any(|&m| m)));
@@ -701,8 +702,10 @@ fn returns_to_go(ep: &Episodes) -> Array2<f32> {
 }
 
 impl Agent for ExpertIteration {
+    type Batch = Episodes;
+
     fn name(&self) -> &str {
-        "expert_iteration"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -721,11 +724,11 @@ impl Agent for ExpertIteration {
         self.policy.act_masked(obs, obs.action_mask, mode, rng)
     }
 
-    fn collect<E: Env>(&mut self, ctx: &mut Collector<'_, E>) -> Result<Episodes, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<Episodes, AgentError> {
         self.apply_init()?;
         let k = self.cfg.samples_per_problem.max(1);
         let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
-        let roots: Vec<E> = ctx.reset_problems(k)?.to_vec();
+        let roots: Vec<envs::AnyEnv> = ctx.reset_problems(k)?.to_vec();
         self.answers = if self.cfg.needs_answers() {
             let answers = oracle_answers(&roots, self.policy.answer_action()).ok_or_else(|| {
                 AgentError::Incompatible(
@@ -757,7 +760,8 @@ impl Agent for ExpertIteration {
         Ok(ep)
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn update(&mut self, batch: Episodes) -> Result<Metrics, AgentError> {
+        let ep = &batch;
         self.policy.invalidate_cache();
         let mut targets = self.targets_for(ep);
         let warm = self.warming_up();
@@ -770,7 +774,16 @@ impl Agent for ExpertIteration {
         let (n, t) = (ep.len(), ep.max_len());
         let answer_action = self.policy.answer_action() as i64;
         let forced = if self.cfg.needs_answers() {
-            let answers = take_recorded_answers(&mut self.answers, n)?;
+            let answers = match self.answers.take() {
+                Some(a) if a.len() == n => a,
+                _ => {
+                    return Err(AgentError::Incompatible(
+                        "this config needs the correct answers, which `collect` records: \
+                         update a batch that this agent collected"
+                            .into(),
+                    ))
+                }
+            };
             Some(with_correct_answers(ep, &answers, answer_action))
         } else {
             None
@@ -906,7 +919,34 @@ impl Agent for ExpertIteration {
         load_optim(&mut self.opt, tensors)
     }
 
+    fn policy(&self) -> Option<&CotPolicy> {
+        Some(&self.policy)
+    }
+
+    fn value_head_trained(&self) -> bool {
+        true
+    }
+
+    fn policy_mut(&mut self) -> Option<&mut CotPolicy> {
+        Some(&mut self.policy)
+    }
+
     fn num_parameters(&self) -> usize {
         self.policy.model().num_parameters()
+    }
+}
+
+impl BuildAgent for ExpertIteration {
+    const NAME: &'static str = "expert_iteration";
+    const SUMMARY: &'static str =
+        "a searcher plays; its improved policy and the outcome are the targets";
+    type Settings = ExpertIterationConfig;
+
+    fn validate(settings: &ExpertIterationConfig) -> Result<(), String> {
+        settings.validate()
+    }
+
+    fn build(ctx: &AgentContext<'_>, settings: ExpertIterationConfig) -> Result<Self, AgentError> {
+        Self::new(ctx, &settings)
     }
 }

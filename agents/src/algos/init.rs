@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::CotPolicy;
 use crate::agent::AgentError;
 use crate::checkpoint;
+use crate::policy::CotPolicy;
 
 /// A run's `algo.init`: a run directory or checkpoint file whose model parameters initialise
 /// the policy before the first update of a fresh run (`expert_iteration` and `reinforce`).
@@ -14,7 +14,7 @@ use crate::checkpoint;
 /// the run never needs the init run to be there: its own checkpoints hold the weights, and
 /// [`Agent::load_state`](crate::agent::Agent::load_state) cancels the pending init.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct InitFrom {
+pub struct InitFrom {
     path: String,
     pending: bool,
 }

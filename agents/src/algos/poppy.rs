@@ -49,25 +49,24 @@
 //! is the only one to solve a problem, per difficulty (specialization). Training logs the
 //! wins of each member per difficulty (`train/poppy/wins/d<d>/m<k>`).
 
-use envs::{derive_seed, Difficulty, Env, EnvRng, EnvSpec};
+use envs::{derive_seed, Difficulty, Env, EnvRng};
 use ndarray::Array2;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tch::{nn::Init, Device, Kind, Tensor};
 
-use super::reinforce::{by_difficulty, grid, pg_pass};
+use super::reinforce::by_difficulty;
 use super::rl::{
-    answer_ce_returns, answer_supervision_loss, best_in_groups, group_parts,
-    leave_one_out_baseline, mean_std, on_policy_with_answers, policy_gradient_steps,
-    poppy_advantages, reinforce_loss, take_recorded_answers, with_correct_answers, RewardKind,
+    answer_ce_returns, answer_supervision_loss, best_in_groups, grid, group_parts,
+    leave_one_out_baseline, mean_std, pg_pass, policy_gradient_steps, poppy_advantages,
+    reinforce_loss, with_correct_answers, RewardKind, RlBatch,
 };
-use super::{load_optim, optim_tensors, CotPolicy};
-use crate::agent::{
-    choose_actions, ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
-};
-use crate::model::{DecodeState, ModelConfig, ModelLayout};
-use crate::optim::{AdamW, OptimConfig};
-use crate::runner::Lockstep;
+use crate::act::{choose_actions, ActMode, ActOutput, BatchObs};
+use crate::agent::{Agent, AgentContext, AgentError, BuildAgent, Collector, Experience, Metrics};
+use crate::model::{DecodeState, ModelLayout};
+use crate::optim::AdamW;
+use crate::policy::{load_optim, optim_tensors, step_kinds, CotPolicy};
+use crate::rollout::Lockstep;
 
 /// `[algo]` options of `poppy`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,25 +160,22 @@ pub struct Poppy {
     micro_batches: usize,
     assignment: MemberAssignment,
     cache: Option<MemberCache>,
-    /// The correct answers of the rows of the last collected batch (when the config needs
-    /// them), handed from `collect` to `update`.
-    pending_answers: Option<Vec<Vec<i64>>>,
 }
 
 impl Poppy {
     /// A population for the `CotEnv` described by `spec`; weights from `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &EnvSpec,
-        model: &ModelConfig,
-        cfg: &PoppyConfig,
-        optim: &OptimConfig,
-        steps: u64,
-        micro_batches: usize,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self, AgentError> {
-        cfg.validate().map_err(AgentError::Incompatible)?;
+    pub fn new(ctx: &AgentContext<'_>, cfg: &PoppyConfig) -> Result<Self, AgentError> {
+        let AgentContext {
+            spec,
+            model,
+            optim,
+            steps,
+            micro_batches,
+            seed,
+            device,
+            ..
+        } = *ctx;
+        cfg.validate().map_err(AgentError::Config)?;
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
@@ -202,7 +198,6 @@ impl Poppy {
             micro_batches: micro_batches.max(1),
             assignment: MemberAssignment::Fixed(cfg.eval_member),
             cache: None,
-            pending_answers: None,
         })
     }
 
@@ -252,7 +247,7 @@ impl Poppy {
             .map(|r| r.iter().any(|&m| m))
             .collect();
         let members = self.row_members(b);
-        let em = self.policy.fields.emitted.clone();
+        let em = self.policy.emitted_range();
         let max_steps = em.len();
         let pad = self.policy.pad();
         let model = self.policy.model();
@@ -318,7 +313,7 @@ impl Poppy {
         }
         let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
         let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
-        let a = self.policy.num_actions as i64;
+        let a = self.policy.num_actions() as i64;
         tch::no_grad(|| {
             let enc = model
                 .encode(&input, &difficulty, false)
@@ -334,8 +329,10 @@ impl Poppy {
 }
 
 impl Agent for Poppy {
+    type Batch = RlBatch;
+
     fn name(&self) -> &str {
-        "poppy"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -355,28 +352,19 @@ impl Agent for Poppy {
         choose_actions(&logits, obs.action_mask, mode, rng)
     }
 
-    fn collect<E: Env>(
-        &mut self,
-        ctx: &mut crate::runner::Collector<'_, E>,
-    ) -> Result<Episodes, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<RlBatch, AgentError> {
         let previous = self.assignment;
         self.set_assignment(MemberAssignment::ByRow);
         let k = self.cfg.members;
-        let ep = if self.cfg.needs_answers() {
-            let answer_action = self.policy.answer_action();
-            on_policy_with_answers(ctx, self, k, ActMode::Sample, answer_action).map(|(ep, a)| {
-                self.pending_answers = Some(a);
-                ep
-            })
-        } else {
-            self.pending_answers = None;
-            ctx.on_policy(self, k, ActMode::Sample)
-        };
+        let answer_action = self.policy.answer_action();
+        let with_answers = self.cfg.needs_answers();
+        let batch = RlBatch::collect(ctx, self, k, answer_action, with_answers);
         self.set_assignment(previous);
-        ep
+        batch
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn update(&mut self, batch: RlBatch) -> Result<Metrics, AgentError> {
+        let ep = &batch.episodes;
         self.cache = None;
         self.policy.invalidate_cache();
         let (n, t) = (ep.len(), ep.max_len());
@@ -393,8 +381,7 @@ impl Agent for Poppy {
         let answer_action = self.policy.answer_action() as i64;
         let member_of: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
         let forced = if self.cfg.needs_answers() {
-            let answers = take_recorded_answers(&mut self.pending_answers, n)?;
-            Some(with_correct_answers(ep, &answers, answer_action))
+            Some(with_correct_answers(ep, batch.answers()?, answer_action))
         } else {
             None
         };
@@ -411,7 +398,7 @@ impl Agent for Poppy {
         } else {
             poppy_advantages(&returns, k)
         };
-        let (chain, answer) = super::step_kinds(ep, answer_action);
+        let (chain, answer) = step_kinds(ep, answer_action);
         let supervise = self.cfg.answer_supervision > 0.0;
         // With answer supervision the answer tokens of every row (all members, both phases)
         // are trained by cross-entropy and only the chain gets policy gradient.
@@ -549,6 +536,30 @@ impl Agent for Poppy {
         load_optim(&mut self.opt, tensors)
     }
 
+    fn policy(&self) -> Option<&CotPolicy> {
+        Some(&self.policy)
+    }
+
+    fn extra_eval(
+        &mut self,
+        env: &envs::AnyEnv,
+        levels: &[Difficulty],
+        episodes: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Option<String>, AgentError> {
+        let rep = population_eval(env, self, levels, episodes, batch_size, seed)?;
+        Ok(Some(format!(
+            "population of {} (greedy, same problems): best-of-K and each member's accuracy\n{}",
+            self.num_members(),
+            rep.table()
+        )))
+    }
+
+    fn policy_mut(&mut self) -> Option<&mut CotPolicy> {
+        Some(&mut self.policy)
+    }
+
     fn num_parameters(&self) -> usize {
         self.policy.model().num_parameters() + self.members.numel()
     }
@@ -669,11 +680,41 @@ pub fn population_eval<E: Env>(
     result
 }
 
+impl BuildAgent for Poppy {
+    const NAME: &'static str = "poppy";
+    const SUMMARY: &'static str = "a population of policies trained winner-takes-all";
+    type Settings = PoppyConfig;
+
+    fn validate(settings: &PoppyConfig) -> Result<(), String> {
+        settings.validate()
+    }
+
+    fn build(ctx: &AgentContext<'_>, settings: PoppyConfig) -> Result<Self, AgentError> {
+        Self::new(ctx, &settings)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::{AgentContext, BuildAgent};
     use crate::algos::rl::oracle_answers;
-    use crate::algos::AnyAgent;
+
+    /// Parses and resolves a config (the agent's settings are checked by the registry).
+    fn resolved(text: &str) -> Result<RunConfig, String> {
+        let mut cfg = RunConfig::from_toml_str(text, "x", "x", &[]).map_err(|e| e.to_string())?;
+        crate::registry::resolve(&mut cfg).map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+
+    fn poppy_of(cfg: &RunConfig, env: &envs::AnyEnv) -> Poppy {
+        let mut cfg = cfg.clone();
+        crate::registry::resolve(&mut cfg).unwrap();
+        let settings: PoppyConfig = toml::Value::Table(cfg.algo.settings.clone())
+            .try_into()
+            .unwrap();
+        Poppy::build(&AgentContext::new(&cfg, env, tch::Device::Cpu), settings).unwrap()
+    }
     use crate::config::{Override, RunConfig};
     use crate::runner::Runner;
 
@@ -715,13 +756,11 @@ sampled = false
     fn members_decode_consistently_and_both_phases_train() {
         let cfg = config(&[]);
         let env = cfg.env.build().unwrap();
-        let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         let mut runner = Runner::new(cfg.clone(), env.clone(), agent).unwrap();
         let s = runner.train().unwrap();
         assert_eq!(s.steps, 3);
-        let AnyAgent::Poppy(p) = runner.agent_mut() else {
-            panic!("not a poppy agent")
-        };
+        let p = crate::agent::downcast_mut::<Poppy>(runner.agent_mut()).expect("a poppy agent");
         let rep = population_eval(&env, p, &[1, 2], 10, 7, 3).unwrap();
         for l in &rep.levels {
             assert_eq!(l.episodes, 10);
@@ -797,7 +836,7 @@ sampled = false
     /// `-log pi_member(correct answer | sampled chain)` of each row of `ep` (one answer token
     /// per row), from a fresh forward pass of each row's observation at its answer step with
     /// the row's member (row `i` is member `i % K`).
-    fn direct_answer_ce(p: &mut Poppy, ep: &Episodes, answers: &[Vec<i64>]) -> Vec<f64> {
+    fn direct_answer_ce(p: &mut Poppy, ep: &crate::Episodes, answers: &[Vec<i64>]) -> Vec<f64> {
         let n = ep.len();
         let answer_action = p.policy.answer_action() as i64;
         let answer_step: Vec<usize> = (0..n)
@@ -825,7 +864,7 @@ sampled = false
             let logits = p.next_logits(&obs);
             for i in (0..n).filter(|&i| answer_step[i] == step) {
                 let legal: Vec<bool> = mask.row(i).to_vec();
-                let logp = crate::algos::masked_log_softmax(
+                let logp = crate::policy::masked_log_softmax(
                     &logits.get(i as i64),
                     &Tensor::from_slice(&legal),
                 );
@@ -848,9 +887,7 @@ sampled = false
             "algo.entropy_weight=0.0",
         ]);
         let env = cfg.env.build().unwrap();
-        let AnyAgent::Poppy(mut p) = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap() else {
-            panic!("not a poppy agent")
-        };
+        let mut p = poppy_of(&cfg, &env);
         assert_eq!(p.config().phase1_steps, 1);
         let n = 4 * k;
         let mut batch = Lockstep::new(&env, n);
@@ -881,8 +918,11 @@ sampled = false
             for (r, c) in returns.iter().zip(&direct) {
                 assert!((f64::from(*r) + c).abs() < 1e-4, "return {r} vs CE {c}");
             }
-            p.pending_answers = Some(answers.clone());
-            let m = p.update(&ep).unwrap();
+            let batch = RlBatch {
+                episodes: ep.clone(),
+                answers: Some(answers.clone()),
+            };
+            let m = p.update(batch).unwrap();
             assert_eq!(m.get("poppy/phase"), Some(phase));
             let mean = direct.iter().sum::<f64>() / n as f64;
             let sup = m.get("answer_supervision_loss").unwrap();
@@ -890,7 +930,11 @@ sampled = false
             assert!((m.get("reward_mean").unwrap() + mean).abs() < 1e-4);
         }
         // The update needs the answers its own collection recorded.
-        assert!(p.update(&ep).is_err());
+        let unrecorded = RlBatch {
+            episodes: ep.clone(),
+            answers: None,
+        };
+        assert!(p.update(unrecorded).is_err());
     }
 
     /// On the same problem and the same (oracle) chain, the `answer_ce` returns differ
@@ -900,16 +944,14 @@ sampled = false
         let k = 3;
         let cfg = config(&["algo.reward=\"answer_ce\""]);
         let env = cfg.env.build().unwrap();
-        let AnyAgent::Poppy(p) = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap() else {
-            panic!("not a poppy agent")
-        };
+        let p = poppy_of(&cfg, &env);
         let n = 3 * k;
         let mut batch = Lockstep::new(&env, n);
         batch
             .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64((i / k) as u64), 2))
             .unwrap();
         let answers = oracle_answers(batch.envs(), p.policy.answer_action()).unwrap();
-        let ep = batch.run(crate::runner::oracle_policy, true).unwrap();
+        let ep = batch.run(crate::rollout::oracle_policy, true).unwrap();
         let forced = with_correct_answers(&ep, &answers, p.policy.answer_action() as i64);
         let own: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
         let rows = tch::no_grad(|| p.member_rows(&own));
@@ -948,9 +990,7 @@ sampled = false
             ("reward = \"chain\"", "answer_ce"),
         ] {
             let text = format!("[algo]\nname = \"poppy\"\n{bad}\n");
-            let e = RunConfig::from_toml_str(&text, "x", "x", &[])
-                .unwrap_err()
-                .to_string();
+            let e = resolved(&text).unwrap_err();
             assert!(e.contains(key), "{bad}: {e}");
         }
         let mut c = PoppyConfig {
@@ -968,9 +1008,7 @@ sampled = false
     #[test]
     fn a_population_of_one_is_rejected() {
         let text = "[algo]\nname = \"poppy\"\nmembers = 1\n";
-        let e = RunConfig::from_toml_str(text, "x", "x", &[])
-            .unwrap_err()
-            .to_string();
+        let e = resolved(text).unwrap_err();
         assert!(e.contains("members"), "{e}");
     }
 }

@@ -32,23 +32,24 @@
 
 use std::borrow::Cow;
 
-use envs::{Env, EnvRng, EnvSpec};
+use envs::EnvRng;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::init::InitFrom;
 use super::rl::{
     answer_ce_returns, answer_supervision_loss, batch_mean_baseline, ema_update,
-    entropy_per_chain_position, group_parts, leave_one_out_baseline, mean_std,
-    on_policy_with_answers, policy_gradient_steps, reinforce_loss, take_recorded_answers,
-    with_correct_answers, BaselineKind, GradVariance, RewardKind,
+    entropy_per_chain_position, grid, group_parts, leave_one_out_baseline, mean_std, pg_pass,
+    policy_gradient_steps, reinforce_loss, with_correct_answers, BaselineKind, GradVariance,
+    RewardKind, RlBatch,
 };
-use super::{load_optim, masked_log_softmax, optim_tensors, CotPolicy, TeacherBatch};
+use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
-    ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
+    Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience, Metrics,
 };
-use crate::model::{ModelConfig, ModelLayout};
-use crate::optim::{AdamW, OptimConfig};
+use crate::model::ModelLayout;
+use crate::optim::AdamW;
+use crate::policy::{load_optim, optim_tensors, step_kinds, CotPolicy};
 
 /// `[algo]` options of `reinforce`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,48 +130,6 @@ impl ReinforceConfig {
     }
 }
 
-/// One teacher-forced pass over sampled episodes: per-step log-probabilities of the taken
-/// (or substituted) actions, entropies and values, `[n, T]` each.
-pub(crate) struct PgPass {
-    pub logp: Tensor,
-    pub entropy: Tensor,
-    pub value: Tensor,
-}
-
-/// Runs the model over `b`, with `extra_rows [n, R, width]` appended to the memory (POPPY's
-/// member embeddings).
-pub(crate) fn pg_pass(
-    policy: &CotPolicy,
-    b: &TeacherBatch,
-    extra_rows: Option<&Tensor>,
-    train: bool,
-) -> PgPass {
-    let model = policy.model();
-    let mut enc = model.encode(&b.input, &b.difficulty, train);
-    if let Some(rows) = extra_rows {
-        enc = enc.with_extra_rows(rows);
-    }
-    let heads = model.forward_chain(&enc, &b.prev, train);
-    let logp_all = masked_log_softmax(&heads.logits, &b.mask);
-    let targets = b.targets.to_device(heads.logits.device());
-    let logp = logp_all
-        .gather(-1, &targets.unsqueeze(-1), false)
-        .squeeze_dim(-1);
-    let entropy = -(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float);
-    PgPass {
-        logp,
-        entropy,
-        value: heads.value,
-    }
-}
-
-/// `[n, T]` f32 tensor of `v` (row-major).
-pub(crate) fn grid(v: &[f32], n: usize, t: usize, device: Device) -> Tensor {
-    Tensor::from_slice(v)
-        .view([n as i64, t as i64])
-        .to_device(device)
-}
-
 /// REINFORCE with a configurable baseline; see the module doc.
 #[derive(Debug)]
 pub struct Reinforce {
@@ -179,9 +138,6 @@ pub struct Reinforce {
     cfg: ReinforceConfig,
     micro_batches: usize,
     ema: Option<f64>,
-    /// The correct answers of the rows of the last collected batch (when the config needs
-    /// them), handed from `collect` to `update`.
-    pending_answers: Option<Vec<Vec<i64>>>,
     /// `algo.init`, loaded before the first update of a fresh run.
     init: InitFrom,
 }
@@ -192,18 +148,18 @@ const EMA_TENSOR: &str = "algo/ema_baseline";
 impl Reinforce {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with at
     /// least `micro_batches` parts per update; weights from `seed`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &EnvSpec,
-        model: &ModelConfig,
-        cfg: &ReinforceConfig,
-        optim: &OptimConfig,
-        steps: u64,
-        micro_batches: usize,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self, AgentError> {
-        cfg.validate().map_err(AgentError::Incompatible)?;
+    pub fn new(ctx: &AgentContext<'_>, cfg: &ReinforceConfig) -> Result<Self, AgentError> {
+        let AgentContext {
+            spec,
+            model,
+            optim,
+            steps,
+            micro_batches,
+            seed,
+            device,
+            ..
+        } = *ctx;
+        cfg.validate().map_err(AgentError::Config)?;
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
@@ -214,14 +170,8 @@ impl Reinforce {
             cfg: cfg.clone(),
             micro_batches: micro_batches.max(1),
             ema: None,
-            pending_answers: None,
             init: InitFrom::new(&cfg.init),
         })
-    }
-
-    /// The policy network.
-    pub fn policy(&self) -> &CotPolicy {
-        &self.policy
     }
 
     /// The config.
@@ -248,8 +198,10 @@ pub(crate) fn by_difficulty(ep: &Episodes, values: &[f32]) -> Vec<(u32, f64)> {
 }
 
 impl Agent for Reinforce {
+    type Batch = RlBatch;
+
     fn name(&self) -> &str {
-        "reinforce"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -268,23 +220,16 @@ impl Agent for Reinforce {
         self.policy.act_masked(obs, obs.action_mask, mode, rng)
     }
 
-    fn collect<E: Env>(
-        &mut self,
-        ctx: &mut crate::runner::Collector<'_, E>,
-    ) -> Result<Episodes, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<RlBatch, AgentError> {
         self.init.apply(self.opt.steps(), &mut [&mut self.policy])?;
         let k = self.cfg.samples_per_problem;
-        if !self.cfg.needs_answers() {
-            self.pending_answers = None;
-            return ctx.on_policy(self, k, ActMode::Sample);
-        }
         let answer_action = self.policy.answer_action();
-        let (ep, answers) = on_policy_with_answers(ctx, self, k, ActMode::Sample, answer_action)?;
-        self.pending_answers = Some(answers);
-        Ok(ep)
+        let with_answers = self.cfg.needs_answers();
+        RlBatch::collect(ctx, self, k, answer_action, with_answers)
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn update(&mut self, batch: RlBatch) -> Result<Metrics, AgentError> {
+        let ep = &batch.episodes;
         self.policy.invalidate_cache();
         let (n, t) = (ep.len(), ep.max_len());
         if n == 0 {
@@ -295,7 +240,7 @@ impl Agent for Reinforce {
         let k = ep.samples_per_problem.max(1);
         let answer_action = self.policy.answer_action() as i64;
         let answers = if self.cfg.needs_answers() {
-            Some(take_recorded_answers(&mut self.pending_answers, n)?)
+            Some(batch.answers()?)
         } else {
             None
         };
@@ -319,7 +264,7 @@ impl Agent for Reinforce {
         if self.cfg.baseline == BaselineKind::Ema {
             self.ema = Some(ema_update(self.ema, r_mean, self.cfg.ema_decay));
         }
-        let (chain, answer) = super::step_kinds(ep, answer_action);
+        let (chain, answer) = step_kinds(ep, answer_action);
         let supervise = self.cfg.answer_supervision > 0.0;
         // Policy-gradient steps: the chain and marker, plus the answer unless supervised.
         let pg_steps = policy_gradient_steps(&chain, &answer, supervise);
@@ -469,17 +414,49 @@ impl Agent for Reinforce {
         Ok(())
     }
 
+    fn policy(&self) -> Option<&CotPolicy> {
+        Some(&self.policy)
+    }
+
+    fn value_head_trained(&self) -> bool {
+        self.cfg.baseline == BaselineKind::Value
+    }
+
+    fn policy_mut(&mut self) -> Option<&mut CotPolicy> {
+        Some(&mut self.policy)
+    }
+
     fn num_parameters(&self) -> usize {
         self.policy.model().num_parameters()
+    }
+}
+
+impl BuildAgent for Reinforce {
+    const NAME: &'static str = "reinforce";
+    const SUMMARY: &'static str = "policy gradient from the answer, with a choice of baselines";
+    type Settings = ReinforceConfig;
+
+    fn validate(settings: &ReinforceConfig) -> Result<(), String> {
+        settings.validate()
+    }
+
+    fn build(ctx: &AgentContext<'_>, settings: ReinforceConfig) -> Result<Self, AgentError> {
+        Self::new(ctx, &settings)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algos::AnyAgent;
     use crate::config::{Override, RunConfig};
     use crate::runner::Runner;
+
+    /// Parses and resolves a config (the agent's settings are checked by the registry).
+    fn resolved(text: &str) -> Result<RunConfig, String> {
+        let mut cfg = RunConfig::from_toml_str(text, "x", "x", &[]).map_err(|e| e.to_string())?;
+        crate::registry::resolve(&mut cfg).map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
 
     fn config(sets: &[&str]) -> RunConfig {
         let text = r#"
@@ -526,7 +503,7 @@ sampled = false
         let start = std::time::Instant::now();
         let cfg = config(&[]);
         let env = cfg.env.build().unwrap();
-        let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         let mut runner = Runner::new(cfg, env, agent).unwrap();
         let report = runner.train().unwrap().eval.unwrap();
         eprintln!(
@@ -558,7 +535,7 @@ sampled = false
             all.extend(sets.iter().copied());
             let cfg = config(&all);
             let env = cfg.env.build().unwrap();
-            let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+            let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
             let mut runner = Runner::new(cfg, env, agent).unwrap();
             runner.train().unwrap();
             let state = runner.agent().state();
@@ -566,7 +543,8 @@ sampled = false
             let is_ema = sets == ["algo.baseline=ema"];
             assert_eq!(ema.1.double_value(&[0]).is_finite(), is_ema, "{sets:?}");
             let env2 = runner.config().env.build().unwrap();
-            let mut again = AnyAgent::from_config(runner.config(), &env2, Device::Cpu).unwrap();
+            let mut again =
+                crate::registry::build(runner.config(), &env2, tch::Device::Cpu).unwrap();
             again.load_state(&state).unwrap();
             let back = again.state();
             let e2 = back.iter().find(|(n, _)| n == EMA_TENSOR).unwrap();
@@ -580,9 +558,7 @@ sampled = false
     #[test]
     fn a_group_baseline_without_groups_is_rejected() {
         let text = "[algo]\nname = \"reinforce\"\nsamples_per_problem = 1\n";
-        let e = RunConfig::from_toml_str(text, "x", "x", &[])
-            .unwrap_err()
-            .to_string();
+        let e = resolved(text).unwrap_err();
         assert!(e.contains("samples_per_problem"), "{e}");
     }
 }

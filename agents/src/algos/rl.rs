@@ -9,7 +9,7 @@
 //!
 //! The answer-supervision recipe (`reward = "answer_ce"`, `answer_supervision > 0`) is
 //! shared too: [`on_policy_with_answers`] collects the episodes with the oracle's answers,
-//! [`take_recorded_answers`] hands them to the update, [`with_correct_answers`] forces them
+//! [`RlBatch`] hands them to the update, [`with_correct_answers`] forces them
 //! into the episodes, [`answer_ce_returns`] scores each sampled chain, and
 //! [`policy_gradient_steps`] / [`answer_supervision_loss`] split the loss between the chain
 //! (policy gradient) and the answer (cross-entropy).
@@ -19,10 +19,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::reinforce::{grid, pg_pass};
-use super::CotPolicy;
-use crate::agent::{ActMode, Agent, AgentError, Episodes};
-use crate::runner::Collector;
+use crate::act::ActMode;
+use crate::agent::{Agent, AgentError, Collector, Episodes};
+use crate::policy::{masked_log_softmax, step_kinds, CotPolicy, TeacherBatch};
 
 /// The baseline subtracted from each episode's return (`[algo] baseline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -211,8 +210,8 @@ pub fn with_correct_answers(ep: &Episodes, answers: &[Vec<i64>], answer_action: 
 /// [`Collector::on_policy`]) and returns them with the oracle's answer of every row (see
 /// [`oracle_answers`]), which the answer-supervision recipe needs at the update. The actions
 /// are drawn with an RNG seeded from the collector's.
-pub fn on_policy_with_answers<E: Env, A: Agent>(
-    ctx: &mut Collector<'_, E>,
+pub fn on_policy_with_answers<A: Agent + ?Sized>(
+    ctx: &mut Collector<'_>,
     agent: &mut A,
     k: usize,
     mode: ActMode,
@@ -231,20 +230,56 @@ pub fn on_policy_with_answers<E: Env, A: Agent>(
     Ok((ep, answers))
 }
 
-/// The answers recorded by `collect` for a batch of `n` rows, taken out of `pending`; an
-/// error when there are none or they belong to another batch (an update of episodes the
-/// agent did not collect itself).
-pub fn take_recorded_answers(
-    pending: &mut Option<Vec<Vec<i64>>>,
-    n: usize,
-) -> Result<Vec<Vec<i64>>, AgentError> {
-    match pending.take() {
-        Some(a) if a.len() == n => Ok(a),
-        _ => Err(AgentError::Incompatible(
-            "this config needs the correct answers, which `collect` records: update a batch \
-             that this agent collected"
-                .into(),
-        )),
+/// What the policy-gradient agents collect for an update: their episodes and, when the
+/// config reads them (answer supervision, the answer-CE return), the correct answer of
+/// every row.
+#[derive(Debug, Clone)]
+pub struct RlBatch {
+    /// The sampled episodes.
+    pub episodes: Episodes,
+    /// The correct answer of each row, when collected.
+    pub answers: Option<Vec<Vec<i64>>>,
+}
+
+impl RlBatch {
+    /// Episodes of `agent`'s own policy, `k` per fresh problem, with the correct answers when
+    /// `with_answers` (see [`on_policy_with_answers`]).
+    pub fn collect<A: Agent + ?Sized>(
+        ctx: &mut Collector<'_>,
+        agent: &mut A,
+        k: usize,
+        answer_action: usize,
+        with_answers: bool,
+    ) -> Result<RlBatch, AgentError> {
+        if with_answers {
+            let (episodes, answers) =
+                on_policy_with_answers(ctx, agent, k, ActMode::Sample, answer_action)?;
+            Ok(RlBatch {
+                episodes,
+                answers: Some(answers),
+            })
+        } else {
+            let episodes = ctx.on_policy(k, ActMode::Sample, |obs, mode, rng| {
+                agent.act(obs, mode, rng)
+            })?;
+            Ok(RlBatch {
+                episodes,
+                answers: None,
+            })
+        }
+    }
+
+    /// The recorded answers; an error naming what is missing when `collect` did not record
+    /// them.
+    pub fn answers(&self) -> Result<&[Vec<i64>], AgentError> {
+        match &self.answers {
+            Some(a) if a.len() == self.episodes.len() => Ok(a),
+            _ => Err(AgentError::Incompatible(
+                "this config needs the correct answers, which `collect` records: update a \
+                 batch that this agent collected with the same config"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -261,7 +296,7 @@ pub fn answer_ce_returns(
     parts: usize,
 ) -> Result<Vec<f32>, AgentError> {
     let (n, t) = (forced.len(), forced.max_len());
-    let (_, answer) = super::step_kinds(forced, policy.answer_action() as i64);
+    let (_, answer) = step_kinds(forced, policy.answer_action() as i64);
     let mut out = Vec::with_capacity(n);
     tch::no_grad(|| -> Result<(), AgentError> {
         for r in group_parts(n, 1, parts) {
@@ -421,6 +456,51 @@ pub fn entropy_per_chain_position(ep: &Episodes, answer_action: i64) -> Vec<f64>
     sum.iter().zip(&cnt).map(|(s, c)| s / c.max(1.0)).collect()
 }
 
+/// `[n, T]` f32 tensor of `v` (row-major).
+pub fn grid(v: &[f32], n: usize, t: usize, device: Device) -> Tensor {
+    Tensor::from_slice(v)
+        .view([n as i64, t as i64])
+        .to_device(device)
+}
+
+/// One teacher-forced pass over sampled episodes: per-step log-probabilities of the taken
+/// (or substituted) actions, entropies and values, `[n, T]` each.
+pub struct PgPass {
+    /// Log-probability of each step's action.
+    pub logp: Tensor,
+    /// Entropy of the policy at each step.
+    pub entropy: Tensor,
+    /// The value head at each step.
+    pub value: Tensor,
+}
+
+/// Runs the model over `b`, with `extra_rows [n, R, width]` appended to the memory (POPPY's
+/// member embeddings).
+pub fn pg_pass(
+    policy: &CotPolicy,
+    b: &TeacherBatch,
+    extra_rows: Option<&Tensor>,
+    train: bool,
+) -> PgPass {
+    let model = policy.model();
+    let mut enc = model.encode(&b.input, &b.difficulty, train);
+    if let Some(rows) = extra_rows {
+        enc = enc.with_extra_rows(rows);
+    }
+    let heads = model.forward_chain(&enc, &b.prev, train);
+    let logp_all = masked_log_softmax(&heads.logits, &b.mask);
+    let targets = b.targets.to_device(heads.logits.device());
+    let logp = logp_all
+        .gather(-1, &targets.unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    let entropy = -(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float);
+    PgPass {
+        logp,
+        entropy,
+        value: heads.value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,15 +628,29 @@ mod tests {
 
     #[test]
     fn missing_or_foreign_answers_are_an_error() {
-        let mut pending = Some(vec![vec![1i64], vec![2]]);
-        assert!(take_recorded_answers(&mut pending, 3).is_err());
-        assert!(pending.is_none());
-        let mut pending = Some(vec![vec![1i64], vec![2]]);
-        assert_eq!(
-            take_recorded_answers(&mut pending, 2).unwrap(),
-            vec![vec![1], vec![2]]
-        );
-        assert!(take_recorded_answers(&mut pending, 2).is_err());
+        let episodes = Episodes {
+            tokens: ndarray::Array3::zeros((2, 1, 1)),
+            features: ndarray::Array3::zeros((2, 1, 0)),
+            action_mask: ndarray::Array3::from_elem((2, 1, 1), true),
+            actions: ndarray::Array2::zeros((2, 1)),
+            log_probs: ndarray::Array2::zeros((2, 1)),
+            entropies: ndarray::Array2::zeros((2, 1)),
+            rewards: ndarray::Array2::zeros((2, 1)),
+            lengths: vec![1, 1],
+            difficulty: vec![1, 1],
+            solved: vec![false, false],
+            truncated: vec![false, false],
+            samples_per_problem: 1,
+        };
+        let mut batch = RlBatch {
+            episodes,
+            answers: None,
+        };
+        assert!(batch.answers().is_err());
+        batch.answers = Some(vec![vec![1i64]]);
+        assert!(batch.answers().is_err(), "one answer for two rows");
+        batch.answers = Some(vec![vec![1i64], vec![2]]);
+        assert_eq!(batch.answers().unwrap(), &[vec![1], vec![2]]);
     }
 
     #[test]

@@ -13,17 +13,19 @@
 //! Loss: the mean answer cross-entropy over the batch (the marker is forced, not learned).
 //! Needs an env where ANSWER is legal at chain length 0 (not `fixed_chain_len`).
 
-use envs::{EnvRng, EnvSpec};
+use envs::EnvRng;
 use ndarray::{Array2, Array3, Axis};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use super::{load_optim, optim_tensors, token_stats, weighted_sum, CotPolicy};
+use crate::act::{choose_actions, ActMode, ActOutput, BatchObs};
 use crate::agent::{
-    choose_actions, ActMode, ActOutput, Agent, AgentError, BatchObs, Episodes, Experience, Metrics,
+    collect_declared, Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience,
+    Metrics,
 };
-use crate::model::{AnswerShape, ModelConfig, ModelLayout};
-use crate::optim::{micro_batches, AdamW, OptimConfig};
+use crate::model::ModelLayout;
+use crate::optim::{micro_batches, AdamW};
+use crate::policy::{load_optim, optim_tensors, token_stats, weighted_sum, CotPolicy};
 
 /// Which part of the model produces the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,18 +58,18 @@ pub struct Supervised {
 impl Supervised {
     /// An agent for the `CotEnv` described by `spec`; `answer` (the task's answer length and
     /// vocabulary) is required by the `answer_head` readout.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        spec: &EnvSpec,
-        answer: Option<AnswerShape>,
-        model: &ModelConfig,
-        cfg: &SupervisedConfig,
-        optim: &OptimConfig,
-        steps: u64,
-        micro_batches: usize,
-        seed: u64,
-        device: Device,
-    ) -> Result<Self, AgentError> {
+    pub fn new(ctx: &AgentContext<'_>, cfg: &SupervisedConfig) -> Result<Self, AgentError> {
+        let AgentContext {
+            spec,
+            answer,
+            model,
+            optim,
+            steps,
+            micro_batches,
+            seed,
+            device,
+            ..
+        } = *ctx;
         let layout =
             ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
         let layout = match cfg.readout {
@@ -91,11 +93,6 @@ impl Supervised {
             readout: cfg.readout,
             micro_batches: micro_batches.max(1),
         })
-    }
-
-    /// The policy network.
-    pub fn policy(&self) -> &CotPolicy {
-        &self.policy
     }
 
     /// The episodes cut to `[ANSWER] ++ answer`: what the agent itself plays.
@@ -200,8 +197,10 @@ impl Supervised {
 }
 
 impl Agent for Supervised {
+    type Batch = Episodes;
+
     fn name(&self) -> &str {
-        "supervised"
+        Self::NAME
     }
 
     fn experience(&self) -> Experience {
@@ -270,7 +269,12 @@ impl Agent for Supervised {
         }
     }
 
-    fn update(&mut self, ep: &Episodes) -> Result<Metrics, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<Episodes, AgentError> {
+        collect_declared(self, ctx)
+    }
+
+    fn update(&mut self, batch: Episodes) -> Result<Metrics, AgentError> {
+        let ep = &batch;
         self.policy.invalidate_cache();
         let ep = self.answer_only_episodes(ep)?;
         let n_answer: f64 = ep.lengths.iter().map(|&l| l.saturating_sub(1) as f64).sum();
@@ -308,17 +312,35 @@ impl Agent for Supervised {
         load_optim(&mut self.opt, tensors)
     }
 
+    fn policy(&self) -> Option<&CotPolicy> {
+        Some(&self.policy)
+    }
+
+    fn policy_mut(&mut self) -> Option<&mut CotPolicy> {
+        Some(&mut self.policy)
+    }
+
     fn num_parameters(&self) -> usize {
         self.policy.model().num_parameters()
+    }
+}
+
+impl BuildAgent for Supervised {
+    const NAME: &'static str = "supervised";
+    const SUMMARY: &'static str = "answer-only training, no chain";
+    type Settings = SupervisedConfig;
+
+    fn build(ctx: &AgentContext<'_>, settings: SupervisedConfig) -> Result<Self, AgentError> {
+        Self::new(ctx, &settings)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algos::AnyAgent;
     use crate::config::{Override, RunConfig};
-    use crate::runner::{Collector, Lockstep, Runner};
+    use crate::rollout::{Collector, Lockstep};
+    use crate::runner::Runner;
 
     fn config(sets: &[&str]) -> RunConfig {
         let text = r#"
@@ -359,11 +381,19 @@ episodes = 50
             let ep = Collector::new(&env, &mut batch, &sampler, 64, 9, 9)
                 .oracle()
                 .unwrap();
-            let mut agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
-            let first = agent.update(&ep).unwrap().get("loss").unwrap();
+            let mut agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
+            let first = agent
+                .update(crate::agent::AnyBatch::new(ep.clone()))
+                .unwrap()
+                .get("loss")
+                .unwrap();
             let mut last = first;
             for _ in 0..30 {
-                last = agent.update(&ep).unwrap().get("loss").unwrap();
+                last = agent
+                    .update(crate::agent::AnyBatch::new(ep.clone()))
+                    .unwrap()
+                    .get("loss")
+                    .unwrap();
             }
             assert!(last < 0.7 * first, "{readout}: loss {first} -> {last}");
 
@@ -381,7 +411,7 @@ episodes = 50
     fn a_fixed_length_chain_env_is_refused_with_a_reason() {
         let cfg = config(&["env.fixed_chain_len=true"]);
         let env = cfg.env.build().unwrap();
-        let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
         let mut runner = Runner::new(cfg, env, agent).unwrap();
         let err = runner.evaluate().unwrap_err().to_string();
         assert!(err.contains("fixed_chain_len"), "{err}");

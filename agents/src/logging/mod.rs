@@ -242,7 +242,7 @@ fn truncate_jsonl(path: &Path, step: u64) -> Result<(), LogError> {
             kept.push(b'\n');
         }
     }
-    crate::checkpoint::write_atomic(path, &kept).map_err(|e| LogError::io(path, e))
+    crate::files::write_atomic(path, &kept).map_err(|e| LogError::io(path, e))
 }
 
 /// Writes the resolved config to `run_dir/config.toml` (atomically: a crash leaves the old
@@ -250,8 +250,7 @@ fn truncate_jsonl(path: &Path, step: u64) -> Result<(), LogError> {
 pub fn write_config(run_dir: &Path, toml_text: &str) -> Result<PathBuf, LogError> {
     fs::create_dir_all(run_dir).map_err(|e| LogError::io(run_dir, e))?;
     let path = run_dir.join(CONFIG_FILE);
-    crate::checkpoint::write_atomic(&path, toml_text.as_bytes())
-        .map_err(|e| LogError::io(&path, e))?;
+    crate::files::write_atomic(&path, toml_text.as_bytes()).map_err(|e| LogError::io(&path, e))?;
     Ok(path)
 }
 

@@ -4,9 +4,9 @@
 // Each test file compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
 
-use agents::algos::AnyAgent;
 use agents::config::{Override, RunConfig};
 use agents::runner::Runner;
+use agents::AnyAgent;
 use tch::Device;
 
 /// The run config of `text` with `sets` (`"key=value"`) applied.
@@ -16,8 +16,8 @@ pub fn config(text: &str, sets: &[&str]) -> RunConfig {
 }
 
 /// A runner for `cfg` on the CPU, without a run directory.
-pub fn runner(cfg: RunConfig) -> Runner<envs::AnyEnv, AnyAgent> {
+pub fn runner(cfg: RunConfig) -> Runner<AnyAgent> {
     let env = cfg.env.build().unwrap();
-    let agent = AnyAgent::from_config(&cfg, &env, Device::Cpu).unwrap();
+    let agent = agents::registry::build(&cfg, &env, Device::Cpu).unwrap();
     Runner::new(cfg, env, agent).unwrap()
 }

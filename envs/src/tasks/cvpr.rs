@@ -1,4 +1,4 @@
-//! C-VPR(L): conditional pointer value retrieval (Abnar et al. 2023; reference §1.1).
+//! C-VPR(L): conditional pointer value retrieval (Abnar et al. 2023).
 //!
 //! `H` distinct positions `p1 < ... < pH` are drawn uniformly from `1..L`; the input is
 //! uniform filler in `0..L` overwritten with the increasing pointer chain

@@ -1,4 +1,4 @@
-//! Cycle(L): follow pointers around a uniformly random single L-cycle (reference §1.2).
+//! Cycle(L): follow pointers around a uniformly random single L-cycle.
 //!
 //! The input is the successor table `f` of a cyclic permutation of `0..L` (one cycle through
 //! every node, no fixed points). At `H` hops the chain is `[f^1(0), ..., f^H(0)]` and the answer

@@ -2,8 +2,8 @@
 //!
 //! The agent may emit up to `K` thought tokens, each from a vocabulary of `V`, before every
 //! real action of the wrapped env. Thoughts change nothing in the env; they are visible in
-//! the observation and each costs `penalty`. The original hand-coded such latent "factor"
-//! tokens inside one BinPack agent (reference §5.4); here any env gets them.
+//! the observation and each costs `penalty`. Such latent "factor" tokens let an agent
+//! compute before it commits to an action; as a wrapper, any env gets them.
 //!
 //! # Spec
 //!
@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, Step};
+use crate::env::{Difficulty, Env, EnvRng, Info, ObsMut, OracleChainFit, Step};
 use crate::error::EnvError;
 use crate::spec::{EnvSpec, TokenField};
 
@@ -293,5 +293,9 @@ impl<E: Env> Env for Think<E> {
 
     fn oracle_action(&self) -> Option<usize> {
         self.inner.oracle_action()
+    }
+
+    fn oracle_chain_fit(&self) -> Option<OracleChainFit> {
+        self.inner.oracle_chain_fit()
     }
 }

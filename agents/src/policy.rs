@@ -1,0 +1,497 @@
+//! The chain-of-thought policy every built-in algorithm (and a user's agent) drives:
+//! [`CotPolicy`] turns observations of a `CotEnv` (input, difficulty, emitted tokens) into
+//! a [`CotTransformer`]'s tensors and back, with a KV cache across the steps of a lock-step
+//! batch. Below it, the helpers that training code shares:
+//!
+//! - teacher forcing: [`CotPolicy::teacher_batch`] turns recorded [`Episodes`] into the
+//!   model's input, previous-token and target tensors ([`TeacherBatch`]), with
+//!   [`step_kinds`] splitting chain steps from answer steps;
+//! - losses and statistics: [`masked_log_softmax`], [`token_stats`], [`weighted_sum`];
+//! - checkpoint state: [`MODEL_PREFIX`], [`optim_tensors`], [`load_optim`].
+
+use std::ops::Range;
+
+use envs::{EnvRng, EnvSpec};
+use ndarray::{Array2, ArrayView2};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use crate::act::{choose_actions, ActMode, ActOutput, BatchObs};
+use crate::checkpoint;
+use crate::error::AgentError;
+use crate::model::{CotTransformer, DecodeState, ModelConfig, ModelLayout};
+use crate::optim::AdamW;
+use crate::rollout::Episodes;
+
+/// Where a `CotEnv` observation keeps its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    input: Range<usize>,
+    difficulty: usize,
+    emitted: Range<usize>,
+}
+
+impl Fields {
+    fn of(spec: &EnvSpec) -> Result<Fields, AgentError> {
+        let get = |name: &str| {
+            spec.obs.token_field(name).ok_or_else(|| {
+                AgentError::Incompatible(format!(
+                    "env `{}` has no token field `{name}`: this agent needs a chain-of-thought \
+                     env (input, difficulty, emitted)",
+                    spec.name
+                ))
+            })
+        };
+        let input = get("input")?;
+        let difficulty = get("difficulty")?;
+        let emitted = get("emitted")?;
+        Ok(Fields {
+            input: input.offset..input.offset + input.len,
+            difficulty: difficulty.offset,
+            emitted: emitted.offset..emitted.offset + emitted.len,
+        })
+    }
+}
+
+/// Incremental decoding state kept between [`CotPolicy::next_logits`] calls of one
+/// lock-step batch of episodes.
+#[derive(Debug)]
+struct DecodeCache {
+    state: DecodeState,
+    /// Actions fed after START.
+    fed: usize,
+    /// The observation tokens of the last call.
+    tokens: Array2<i64>,
+}
+
+/// A [`CotTransformer`] with its variables, reading `CotEnv` observations.
+///
+/// [`next_logits`](Self::next_logits) is stateless in meaning (the logits depend only on the
+/// observations) but keeps a KV cache: when every row that still has a legal action
+/// has emitted exactly one more token than at the previous call, on the same problem,
+/// the step costs one decoder position; otherwise the whole prefix is recomputed.
+#[derive(Debug)]
+pub struct CotPolicy {
+    vs: VarStore,
+    model: CotTransformer,
+    fields: Fields,
+    num_actions: usize,
+    device: Device,
+    cache: Option<DecodeCache>,
+}
+
+impl CotPolicy {
+    /// A model for `spec` with `layout`, weights drawn after seeding libtorch with `seed`.
+    pub fn new(
+        spec: &EnvSpec,
+        layout: &ModelLayout,
+        cfg: &ModelConfig,
+        seed: u64,
+        device: Device,
+    ) -> Result<CotPolicy, AgentError> {
+        let fields = Fields::of(spec)?;
+        tch::manual_seed(seed as i64);
+        let vs = VarStore::new(device);
+        let model = CotTransformer::new(&(vs.root() / "net"), cfg, layout)
+            .map_err(|e| AgentError::Incompatible(e.to_string()))?;
+        Ok(CotPolicy {
+            vs,
+            model,
+            fields,
+            num_actions: spec.num_actions,
+            device,
+            cache: None,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &CotTransformer {
+        &self.model
+    }
+
+    /// The variables.
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// The variables, mutably (loading a checkpoint).
+    pub fn var_store_mut(&mut self) -> &mut VarStore {
+        self.cache = None;
+        &mut self.vs
+    }
+
+    /// The device of the model.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Number of actions of the env.
+    pub fn num_actions(&self) -> usize {
+        self.num_actions
+    }
+
+    /// Where the emitted tokens sit in an observation row.
+    pub fn emitted_range(&self) -> Range<usize> {
+        self.fields.emitted.clone()
+    }
+
+    /// The ANSWER action (`vocab`, the last action).
+    pub fn answer_action(&self) -> usize {
+        self.num_actions - 1
+    }
+
+    /// The PAD token of the emitted field, also the decoder's START token.
+    pub fn pad(&self) -> i64 {
+        self.num_actions as i64
+    }
+
+    /// Number of tokens emitted in each row of `tokens` (the emitted field is filled from its
+    /// start and padded after).
+    pub fn emitted_counts(&self, tokens: ArrayView2<'_, i64>) -> Vec<usize> {
+        let pad = self.pad();
+        tokens
+            .rows()
+            .into_iter()
+            .map(|r| {
+                r.as_slice()
+                    .map(|s| &s[self.fields.emitted.clone()])
+                    .map(|e| e.iter().position(|&t| t == pad).unwrap_or(e.len()))
+                    .unwrap_or_else(|| {
+                        let e = r.slice(ndarray::s![self.fields.emitted.clone()]);
+                        e.iter().position(|&t| t == pad).unwrap_or(e.len())
+                    })
+            })
+            .collect()
+    }
+
+    /// The input `[B, L]` and difficulty `[B]` tensors of observation rows.
+    pub fn problem_tensors(&self, tokens: ArrayView2<'_, i64>) -> (Tensor, Tensor) {
+        let b = tokens.nrows();
+        let l = self.fields.input.len();
+        let mut input: Vec<i64> = Vec::with_capacity(b * l);
+        let mut difficulty: Vec<i64> = Vec::with_capacity(b);
+        for r in tokens.rows() {
+            input.extend(r.slice(ndarray::s![self.fields.input.clone()]).iter());
+            difficulty.push(r[self.fields.difficulty]);
+        }
+        (
+            Tensor::from_slice(&input).view([b as i64, l as i64]),
+            Tensor::from_slice(&difficulty),
+        )
+    }
+
+    /// The logits `[B, num_actions]` of the next action of each row, unmasked. Rows without a
+    /// legal action get arbitrary logits.
+    pub fn next_logits(&mut self, obs: &BatchObs<'_>) -> Tensor {
+        let b = obs.batch_size();
+        let counts = self.emitted_counts(obs.tokens);
+        let active: Vec<bool> = obs
+            .action_mask
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().any(|&m| m))
+            .collect();
+        let max_steps = self.fields.emitted.len();
+        let pad = self.pad();
+        let em = self.fields.emitted.start;
+
+        if let Some(cache) = &mut self.cache {
+            let fed = cache.fed;
+            let continues = cache.state.batch_size() == b
+                && fed + 1 < max_steps
+                && (0..b).all(|i| {
+                    !active[i]
+                        || (counts[i] == fed + 1
+                            && obs.tokens.row(i).slice(ndarray::s![..em + fed])
+                                == cache.tokens.row(i).slice(ndarray::s![..em + fed]))
+                });
+            if continues {
+                let prev: Vec<i64> = (0..b)
+                    .map(|i| {
+                        if active[i] {
+                            obs.tokens[[i, em + fed]]
+                        } else {
+                            pad
+                        }
+                    })
+                    .collect();
+                let heads = self
+                    .model
+                    .decode_step(&mut cache.state, &Tensor::from_slice(&prev));
+                cache.fed += 1;
+                cache.tokens.assign(&obs.tokens);
+                return heads.logits;
+            }
+        }
+        let (input, difficulty) = self.problem_tensors(obs.tokens);
+        if (0..b).all(|i| !active[i] || counts[i] == 0) {
+            // Fresh episodes: start a cache.
+            let enc = tch::no_grad(|| self.model.encode(&input, &difficulty, false));
+            let mut state = self.model.start_decode(&enc);
+            let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
+            let heads = self.model.decode_step(&mut state, &start);
+            self.cache = Some(DecodeCache {
+                state,
+                fed: 0,
+                tokens: obs.tokens.to_owned(),
+            });
+            return heads.logits;
+        }
+        // Rows at different positions: recompute each row's prefix (causal, so the padding
+        // after a row's own position does not change its logits).
+        self.cache = None;
+        let t = counts
+            .iter()
+            .zip(&active)
+            .filter(|(_, &a)| a)
+            .map(|(&c, _)| c)
+            .max()
+            .unwrap_or(0)
+            .min(max_steps - 1);
+        let mut prev = Vec::with_capacity(b * (t + 1));
+        for r in obs.tokens.rows() {
+            prev.push(pad);
+            prev.extend(r.slice(ndarray::s![em..em + t]).iter());
+        }
+        let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
+        let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
+        tch::no_grad(|| {
+            let enc = self.model.encode(&input, &difficulty, false);
+            let heads = self.model.forward_chain(&enc, &prev, false);
+            let index = Tensor::from_slice(&pos)
+                .to_device(heads.logits.device())
+                .view([b as i64, 1, 1])
+                .expand([b as i64, 1, self.num_actions as i64], false);
+            heads.logits.gather(1, &index, false).squeeze_dim(1)
+        })
+    }
+
+    /// Chooses actions under `mask` from the policy's next-action logits.
+    pub fn act_masked(
+        &mut self,
+        obs: &BatchObs<'_>,
+        mask: ArrayView2<'_, bool>,
+        mode: ActMode,
+        rng: &mut EnvRng,
+    ) -> Result<ActOutput, AgentError> {
+        let logits = self.next_logits(obs);
+        choose_actions(&logits, mask, mode, rng)
+    }
+
+    /// Named tensors of the parameters, `model/<name>`.
+    pub fn param_tensors(&self) -> Vec<(String, Tensor)> {
+        checkpoint::var_store_tensors(&self.vs, MODEL_PREFIX)
+    }
+
+    /// Loads `model/<name>` tensors; the error lists every difference.
+    pub fn load_params(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
+        self.cache = None;
+        checkpoint::copy_into(&mut self.vs, tensors, MODEL_PREFIX)
+            .map_err(|e| AgentError::StateMismatch(e.to_string()))
+    }
+
+    /// Drops the decode cache (the weights changed).
+    pub fn invalidate_cache(&mut self) {
+        self.cache = None;
+    }
+}
+
+/// Prefix of parameter tensors in checkpoints.
+pub const MODEL_PREFIX: &str = "model/";
+/// Prefix of optimizer tensors in checkpoints.
+pub const OPTIM_PREFIX: &str = "optim/";
+
+/// The optimizer state under [`OPTIM_PREFIX`], for [`Agent::state`].
+pub fn optim_tensors(opt: &AdamW) -> Vec<(String, Tensor)> {
+    opt.state_tensors()
+        .into_iter()
+        .map(|(n, t)| (format!("{OPTIM_PREFIX}{n}"), t))
+        .collect()
+}
+
+/// Restores the optimizer state saved under [`OPTIM_PREFIX`], for [`Agent::load_state`].
+pub fn load_optim(opt: &mut AdamW, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
+    let own: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter_map(|(n, t)| {
+            n.strip_prefix(OPTIM_PREFIX)
+                .map(|s| (s.to_string(), t.shallow_clone()))
+        })
+        .collect();
+    opt.load_state(&own)
+        .map_err(|e| AgentError::StateMismatch(e.to_string()))
+}
+
+/// Teacher-forcing tensors of a batch of episodes of a `CotEnv`.
+#[derive(Debug)]
+pub struct TeacherBatch {
+    /// `[N, L]` input tokens.
+    pub input: Tensor,
+    /// `[N]` difficulty tokens.
+    pub difficulty: Tensor,
+    /// `[N, T]` START then the actions of steps `0..T-1`.
+    pub prev: Tensor,
+    /// `[N, T]` the action of each step (0 where invalid).
+    pub targets: Tensor,
+    /// `[N, T, A]` legal actions.
+    pub mask: Tensor,
+    /// `[N, T]` f32: 1 on chain steps (the chain tokens and the ANSWER marker).
+    pub chain: Tensor,
+    /// `[N, T]` f32: 1 on answer steps (after the marker).
+    pub answer: Tensor,
+}
+
+/// Splits each episode's steps into chain steps (up to and including the ANSWER marker) and
+/// answer steps (after it); an episode without the marker is all chain.
+pub fn step_kinds(ep: &Episodes, answer_action: i64) -> (Vec<f32>, Vec<f32>) {
+    let (n, t) = (ep.len(), ep.max_len());
+    let mut chain = vec![0f32; n * t];
+    let mut answer = vec![0f32; n * t];
+    for i in 0..n {
+        let len = ep.lengths[i].min(t);
+        let marker = (0..len).find(|&k| ep.actions[[i, k]] == answer_action);
+        for k in 0..len {
+            match marker {
+                Some(m) if k > m => answer[i * t + k] = 1.0,
+                _ => chain[i * t + k] = 1.0,
+            }
+        }
+    }
+    (chain, answer)
+}
+
+impl CotPolicy {
+    /// The teacher-forcing tensors of `ep` (on the CPU; the model moves them).
+    pub fn teacher_batch(&self, ep: &Episodes) -> TeacherBatch {
+        let (n, t) = (ep.len(), ep.max_len());
+        let first = ep.tokens.index_axis(ndarray::Axis(1), 0);
+        let (input, difficulty) = self.problem_tensors(first);
+        let pad = self.pad();
+        let mut prev = Vec::with_capacity(n * t);
+        let mut targets = Vec::with_capacity(n * t);
+        for i in 0..n {
+            prev.push(pad);
+            for k in 0..t {
+                let a = ep.actions[[i, k]];
+                if k + 1 < t {
+                    prev.push(if a >= 0 { a } else { pad });
+                }
+                targets.push(a.max(0));
+            }
+        }
+        let (chain, answer) = step_kinds(ep, self.answer_action() as i64);
+        let a = self.num_actions;
+        let mask: Vec<bool> = ep.action_mask.iter().copied().collect();
+        let (n, t) = (n as i64, t as i64);
+        TeacherBatch {
+            input,
+            difficulty,
+            prev: Tensor::from_slice(&prev).view([n, t]),
+            targets: Tensor::from_slice(&targets).view([n, t]),
+            mask: Tensor::from_slice(&mask).view([n, t, a as i64]),
+            chain: Tensor::from_slice(&chain).view([n, t]),
+            answer: Tensor::from_slice(&answer).view([n, t]),
+        }
+    }
+}
+
+/// Log-probabilities `[.., A]` of `logits` restricted to the legal actions of `mask`
+/// (illegal actions get a large negative logit rather than -inf, so rows with no legal
+/// action stay finite; the caller weights them out).
+pub fn masked_log_softmax(logits: &Tensor, mask: &Tensor) -> Tensor {
+    let mask = mask.to_device(logits.device());
+    logits
+        .masked_fill(&mask.logical_not(), -1e9)
+        .log_softmax(-1, Kind::Float)
+}
+
+/// Per-position cross-entropy, token accuracy and entropy of masked logits.
+pub struct TokenStats {
+    /// `[N, T]` cross-entropy of the targets.
+    pub ce: Tensor,
+    /// `[N, T]` 1 where the argmax equals the target.
+    pub correct: Tensor,
+    /// `[N, T]` entropy of the restricted policy.
+    pub entropy: Tensor,
+}
+
+/// Per-position cross-entropy of `targets`, token accuracy and entropy under `logits`
+/// restricted to the legal actions of `mask`.
+pub fn token_stats(logits: &Tensor, mask: &Tensor, targets: &Tensor) -> TokenStats {
+    let logp = masked_log_softmax(logits, mask);
+    let targets = targets.to_device(logits.device());
+    let ce = -logp
+        .gather(-1, &targets.unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    let (correct, entropy) = tch::no_grad(|| {
+        let correct = logp
+            .argmax(-1, false)
+            .eq_tensor(&targets)
+            .to_kind(Kind::Float);
+        let p = logp.exp();
+        let entropy = -(p * &logp).sum_dim_intlist(-1, false, Kind::Float);
+        (correct, entropy)
+    });
+    TokenStats {
+        ce,
+        correct,
+        entropy,
+    }
+}
+
+/// `sum(x * w)` as f64 (no gradient).
+pub fn weighted_sum(x: &Tensor, w: &Tensor) -> f64 {
+    tch::no_grad(|| (x * w).sum(Kind::Float).double_value(&[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::rollout::{oracle_policy, Lockstep};
+    use envs::{Env, EnvRng};
+    use rand::SeedableRng;
+
+    /// The KV-cached path of `next_logits` (consecutive calls in one lock-step batch) gives
+    /// the logits of a full recomputation.
+    #[test]
+    fn cached_decoding_matches_full_recomputation() {
+        let cfg = RunConfig::from_toml_str(
+            "[env]\nname = \"cycle\"\nlength = 7\n[model]\nheads = 2\nhead_dim = 8\n\
+             decoder_layers = 2\nencoder_layers = 1\n",
+            "t",
+            "t",
+            &[],
+        )
+        .unwrap();
+        let env = cfg.env.build().unwrap();
+        let layout = ModelLayout::from_spec(env.spec()).unwrap();
+        let mut cached = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
+        let mut full = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
+        let mut batch = Lockstep::new(&env, 5);
+        batch
+            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64(i as u64), 1 + (i as u32 % 3)))
+            .unwrap();
+        let mut compared = 0;
+        batch
+            .run(
+                |obs, envs| {
+                    let a = cached.next_logits(obs);
+                    full.invalidate_cache();
+                    let b = full.next_logits(obs);
+                    for i in 0..obs.batch_size() {
+                        if obs.action_mask.row(i).iter().any(|&m| m) {
+                            assert!(a
+                                .get(i as i64)
+                                .allclose(&b.get(i as i64), 1e-4, 1e-5, false));
+                            compared += 1;
+                        }
+                    }
+                    oracle_policy(obs, envs)
+                },
+                false,
+            )
+            .unwrap();
+        assert!(compared > 10, "{compared}");
+        assert!(cached.cache.is_some(), "the cached path was used");
+    }
+}

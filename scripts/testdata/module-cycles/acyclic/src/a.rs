@@ -1,0 +1,7 @@
+use crate::{b::Bee, c::X};
+
+pub struct Top;
+
+pub(crate) fn f(_: Bee, _: X) -> char {
+    '{'
+}

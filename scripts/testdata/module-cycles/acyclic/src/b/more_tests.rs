@@ -1,0 +1,2 @@
+//! Test-only file (declared under `#[cfg(test)]` in b.rs).
+use crate::a::Top;

@@ -1,0 +1,4 @@
+//! A directory module; its child reaches d through a name the crate root re-exports.
+mod inner;
+
+pub struct Cee;
