@@ -1,4 +1,4 @@
-//! Latent-factor regression (the original's `regression/`, reference §1.5): fit `y = |x|` on
+//! Latent-factor regression (the original's `regression/` experiment): fit `y = |x|` on
 //! `x ~ U[-1, 1]` with a linear model, and with a linear model that also gets a sampled
 //! discrete latent factor `f ∈ {0, 1}`.
 //!

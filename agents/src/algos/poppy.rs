@@ -1,5 +1,5 @@
 //! `Poppy`: a population of `K` policies trained so that, together, they cover the problems
-//! (Grinsztajn et al. 2023, "Winner takes it all"; reference §3.6 and field survey §B4).
+//! (Grinsztajn et al. 2023, "Winner takes it all").
 //!
 //! **Members.** The `K` members share the whole transformer (encoder, decoder, heads) and
 //! differ by a learned **member embedding** (`poppy.members`, `[K, width]`) appended to the

@@ -19,11 +19,11 @@
 //! - Policy steps are every action the agent took (chain tokens, the ANSWER marker, the
 //!   answer tokens), except that with `answer_supervision > 0` the answer tokens are
 //!   trained by cross-entropy on the correct answer given the sampled chain (the original's
-//!   "encoder on the sampled chain" term, reference §3.5/§3.7) and only the chain gets policy
+//!   "encoder on the sampled chain" term) and only the chain gets policy
 //!   gradient.
 //! - `reward = "answer_ce"` scores each episode with minus the correct answer's
 //!   cross-entropy given its sampled chain (the original's dense signal, with the baseline of
-//!   the same kind, which fixes its quirk Q3).
+//!   the same kind, so return and baseline are on one scale).
 //!
 //! The update is computed in parts that never split a problem's group; with
 //! `grad_variance = true` there are at least two, and the spread of their gradients gives

@@ -5,7 +5,7 @@
 //! [`CotTransformer::start_decode`] + [`CotTransformer::decode_step`], which keep a KV cache so
 //! the t-th chain token costs O(t) and the input is encoded once per problem.
 //!
-//! Architecture (the original's, reference §2): token + learned positional embeddings, an
+//! Architecture (the original model's): token + learned positional embeddings, an
 //! optional difficulty token appended to the input, pre-LN layers with scale-only LayerNorm
 //! (eps 1e-6), SiLU MLPs, no biases by default, `repeat` reusing each stack's layers; the
 //! decoder layer is self-attention (causal), cross-attention to the memory, MLP; a final
