@@ -63,7 +63,7 @@ pub struct OptimConfig {
     pub eps: f64,
     /// Decoupled weight decay (scaled by the lr), `>= 0`. Applied to matrices and embedding
     /// tables only (tensors with two or more dimensions), not to biases and LayerNorm gains,
-    /// which the original decayed by accident (reference §9 Q12).
+    /// which the original also decayed (that only pulls offsets and gains towards 0).
     pub weight_decay: f64,
     /// Clip the global L2 norm of the gradient to this value; `0` disables clipping.
     pub clip_grad_norm: f64,
@@ -76,7 +76,7 @@ pub struct OptimConfig {
 }
 
 impl Default for OptimConfig {
-    /// The original's optimizer (reference §3.1): AdamW, weight decay 1e-4, clip 1.0, 100
+    /// The original's optimizer settings: AdamW, weight decay 1e-4, clip 1.0, 100
     /// warmup steps then constant, with a higher lr that suits the small CPU configs.
     fn default() -> Self {
         OptimConfig {

@@ -264,7 +264,7 @@ fn parameter_count_matches_a_hand_count() {
 
 #[test]
 fn parameter_counts_match_the_original_models() {
-    // CoTTransformer, Cycle 2-40, 6x64, mlp 4, T_C = 2: 2,440,320 in flax (reference §2.7).
+    // CoTTransformer, Cycle 2-40, 6x64, mlp 4, T_C = 2: 2,440,320 parameters in the original flax model.
     // Its answer head reads the last chain position; ours is the answer head on the memory
     // plus a value head: + d (value) + d (answer LayerNorm), mean pooling (no CLS).
     let cfg = ModelConfig {
@@ -289,7 +289,7 @@ fn parameter_counts_match_the_original_models() {
     let (_vs, m) = build(&cfg, &lay, 0);
     assert_eq!(m.num_parameters(), 2_440_320 + 384 + 384);
     // Supervised T1, Cycle-40, 9x16, mlp 1, cls, max_hops 1: 142,272, plus our final LN
-    // before the CLS readout (the original skips it: quirk Q11).
+    // before the CLS readout (the original's CLS readout has none).
     let cfg = ModelConfig {
         heads: 9,
         head_dim: 16,

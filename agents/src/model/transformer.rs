@@ -212,7 +212,7 @@ impl CotTransformer {
                 value_head: Linear::new(init, &(&p / "value_head"), w, 1, cfg.bias),
             }
         });
-        // The original's CLS readout skips the final LayerNorm (its quirk Q11); both pooling
+        // The original's CLS readout skips the final LayerNorm; both pooling
         // modes normalise here.
         let (answer_norm, answer_head) = match layout.answer {
             Some(a) => {
