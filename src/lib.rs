@@ -6,8 +6,8 @@
 //! - [`search`]: batched searchers over any env (no libtorch);
 //! - [`agents`]: policies, training algorithms, the Runner (libtorch).
 //!
-//! and gives the whole `factorexe` command line to a user's own binary, with their agents
-//! and tasks registered next to the built-in ones ([`Cli`]):
+//! and gives the whole `factorexe` command line to a user's own binary, with their agents,
+//! tasks and searchers registered next to the built-in ones ([`Cli`]):
 //!
 //! ```no_run
 //! // In a user's `src/main.rs`, with `MyAgent: agents::BuildAgent` and
@@ -26,7 +26,7 @@ pub use search;
 mod cli;
 
 /// The `factorexe` command line (`train`, `eval`, `search compare`, `envs`, `bench`,
-/// `info`), with a user's agents and tasks added by one line each: they are then named in
+/// `info`), with a user's agents, tasks and searchers added by one line each: they are then named in
 /// configs and logs and usable from every command, like the built-in ones.
 #[derive(Debug, Default)]
 pub struct Cli {
@@ -45,6 +45,15 @@ impl Cli {
     /// Adds the task `T` (`[env] name = T::NAME`, `factorexe envs show T::NAME`).
     pub fn task<T: envs::NamedTask>(mut self) -> Self {
         if let Err(e) = envs::registry::register_task::<T>() {
+            self.errors.push(e.to_string());
+        }
+        self
+    }
+
+    /// Adds the searcher `S` (`search compare --algos S::NAME`; expert iteration's
+    /// `searcher = "S::NAME"` when it plays one action per search).
+    pub fn searcher<S: agents::searchers::BuildSearcher>(mut self) -> Self {
+        if let Err(e) = agents::searchers::register_searcher::<S>() {
             self.errors.push(e.to_string());
         }
         self

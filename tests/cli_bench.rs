@@ -147,6 +147,7 @@ fn bad_sizes_fail_before_measuring() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(">= 1")
+                || err.contains("in 1..=")
                 || err.contains("0..=3600")
                 || err.contains("possible values: cycle, cvpr")
                 || err.contains("`length` = 1: 2..="),

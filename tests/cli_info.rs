@@ -49,3 +49,28 @@ fn an_unknown_device_is_rejected_with_the_allowed_values() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("auto, cpu, cuda"), "{stderr}");
 }
+
+/// `factorexe info | head -1` and the like: when the reader is gone the command ends
+/// quietly, without a panic message. Here the reader closes the pipe before the first line
+/// is written, so every write meets a closed pipe.
+#[test]
+fn a_closed_pipe_ends_a_listing_quietly() {
+    use std::process::{Command, Stdio};
+    for args in [
+        &["envs", "list"][..],
+        &["search", "list"][..],
+        &["info"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_factorexe"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("factorexe runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("factorexe ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! End-to-end test of `factorexe search compare`: a tiny trained run is compared across
-//! searchers and budgets; the table is printed and the CSV, PNG and TensorBoard events are
-//! written; bad arguments fail with messages that say what is allowed.
+//! searchers and budgets; the table (with intervals and compute) and the paired verdicts are
+//! printed and the CSVs, PNG and TensorBoard events are written; forcing an untrained value
+//! head is refused; bad arguments fail with messages that say what is allowed.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -89,14 +90,18 @@ fn compare_prints_the_table_and_writes_csv_png_and_events() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("value: likelihood"), "{all}");
     assert!(
-        all.contains("searcher  budget    d1    d2  mean  evals/problem"),
+        all.contains("searcher  budget  evals/problem  x greedy  ms/problem  tokens/problem"),
         "{all}"
     );
     assert!(all.contains("\ngumbel         4"), "{all}");
+    assert!(all.contains("paired verdicts"), "{all}");
+    assert!(all.contains("~1x greedy's compute"), "{all}");
     let search = d.join("runs/tiny/search");
     let csv = std::fs::read_to_string(search.join("compare.csv")).expect("compare.csv");
-    // 4 searchers x 3 budgets x 2 levels.
-    assert_eq!(csv.lines().count(), 1 + 4 * 3 * 2, "{csv}");
+    // Greedy once per level, 3 searchers x 3 budgets x 2 levels.
+    assert_eq!(csv.lines().count(), 1 + 2 + 3 * 3 * 2, "{csv}");
+    assert!(search.join("paired.csv").exists());
+    assert!(search.join("problems.csv").exists());
     let png = std::fs::read(search.join("compare.png")).expect("compare.png");
     assert_eq!(&png[..4], b"\x89PNG");
     let events = std::fs::read_dir(&search)
@@ -146,6 +151,68 @@ fn compare_prints_the_table_and_writes_csv_png_and_events() {
     assert!(all.contains("warning: no plot"), "{all}");
     assert!(d.join("nofont/compare.csv").exists(), "{all}");
     assert!(!d.join("nofont/compare.png").exists(), "{all}");
+
+    // A value head the run never trained is refused, unless asked for by name.
+    let out = factorexe(
+        d,
+        &[
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "greedy",
+            "--episodes",
+            "2",
+            "--value",
+            "head",
+            "--out",
+            "head",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("never trains its value head"),
+        "{}",
+        text(&out)
+    );
+    let out = factorexe(
+        d,
+        &[
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "greedy",
+            "--episodes",
+            "2",
+            "--value",
+            "head",
+            "--allow-untrained-value",
+            "--out",
+            "head",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("WARNING: --value head"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("value: head (UNTRAINED)"),
+        "{}",
+        text(&out)
+    );
 
     // Bad arguments name what is allowed.
     let out = factorexe(

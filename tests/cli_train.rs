@@ -246,7 +246,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let out = child.wait_with_output().unwrap();
     let stdout = seen.join("\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Saved but not finished: a status of its own, not success and not a crash.
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
     assert!(stdout.contains("interrupted: step"), "{stdout}");
     assert!(stdout.contains("factorexe train --resume"), "{stdout}");
     assert!(
@@ -259,4 +260,26 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+}
+
+/// `factorexe train ... | head -1`: the reader goes away, yet training finishes and saves;
+/// only the lines nobody reads are lost.
+#[test]
+fn a_closed_stdout_does_not_end_training() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factorexe"))
+        .args(["train", "--config", "tiny.toml", "--no-progress"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("factorexe runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("factorexe ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = d.join("runs/tiny/checkpoints/step-0000000012.json");
+    assert!(last.exists(), "no final checkpoint: {stderr}");
 }

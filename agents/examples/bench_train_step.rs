@@ -8,6 +8,7 @@
 //!     [--batch 512] [--heads 4] [--head-dim 32] [--decoder-layers 2] [--encoder-layers 0]
 //!     [--mlp-factor 4] [--repeat 1] [--input-len 40] [--max-hops 5] [--steps 20]
 //!     [--warmup 3] [--threads 2] [--sample-len 16] [--sample-batch 512] [--mode all]
+//!     [--device cpu|cuda]
 //! ```
 //! Prints one `RESULT key=value ...` line per measurement.
 
@@ -35,6 +36,7 @@ struct Args {
     sample_len: usize,
     sample_batch: i64,
     mode: String,
+    device: Device,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         sample_len: 16,
         sample_batch: 512,
         mode: "all".into(),
+        device: Device::Cpu,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -77,6 +80,14 @@ fn parse_args() -> Result<Args, String> {
             "--sample-len" => a.sample_len = value.parse().map_err(|e| bad(&e))?,
             "--sample-batch" => a.sample_batch = value.parse().map_err(|e| bad(&e))?,
             "--mode" => a.mode = value.clone(),
+            "--device" => {
+                a.device = match value.as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" if tch::Cuda::is_available() => Device::Cuda(0),
+                    "cuda" => return Err("--device cuda: no CUDA device is available".into()),
+                    _ => return Err(format!("{key} {value}: expected cpu or cuda")),
+                }
+            }
             _ => return Err(format!("unknown flag {key}")),
         }
     }
@@ -149,6 +160,19 @@ fn cycle_batch(rng: &mut StdRng, b: usize, l: usize, max_hops: usize) -> Batch {
     }
 }
 
+impl Batch {
+    fn into_device(self, device: Device) -> Batch {
+        Batch {
+            input: self.input.to_device(device),
+            difficulty: self.difficulty.to_device(device),
+            prev: self.prev.to_device(device),
+            targets: self.targets.to_device(device),
+            mask: self.mask.to_device(device),
+            weight: self.weight.to_device(device),
+        }
+    }
+}
+
 fn build(args: &Args, max_steps: usize) -> (nn::VarStore, CotTransformer) {
     let cfg = ModelConfig {
         heads: args.heads,
@@ -170,7 +194,7 @@ fn build(args: &Args, max_steps: usize) -> (nn::VarStore, CotTransformer) {
         chain: true,
         answer: None,
     };
-    let vs = nn::VarStore::new(Device::Cpu);
+    let vs = nn::VarStore::new(args.device);
     let model = CotTransformer::with_seed(&vs.root(), &cfg, &layout, 0)
         .unwrap_or_else(|e| panic!("bad bench config: {e}"));
     (vs, model)
@@ -182,7 +206,10 @@ fn bench_train(args: &Args) {
     let mut opt = AdamW::new(&vs, &OptimConfig::default(), 1_000_000);
     let mut rng = StdRng::seed_from_u64(1);
     let batches: Vec<Batch> = (0..4)
-        .map(|_| cycle_batch(&mut rng, args.batch as usize, args.input_len, args.max_hops))
+        .map(|_| {
+            cycle_batch(&mut rng, args.batch as usize, args.input_len, args.max_hops)
+                .into_device(args.device)
+        })
         .collect();
     let mut step = |b: &Batch| {
         opt.zero_grad();
@@ -216,9 +243,10 @@ fn bench_train(args: &Args) {
     // model has to compute usefully; the padded length is what it runs.
     let flops = model.flops_per_example(t);
     println!(
-        "RESULT kind=train impl=rust threads={} examples_per_s={examples:.1} step_ms={:.2} \
+        "RESULT kind=train impl=rust device={:?} threads={} examples_per_s={examples:.1} step_ms={:.2} \
          examples_per_cpu_s={:.1} params={} fwd_flops_per_example={flops:.0} \
          train_flops_per_s={:.3e} loss={last:.4}",
+        args.device,
         args.threads,
         1e3 * secs / args.steps as f64,
         (args.steps as i64 * args.batch) as f64 / cpu,
@@ -257,11 +285,12 @@ fn bench_sample(args: &Args) {
         args.sample_batch as usize,
         args.input_len,
         args.max_hops,
-    );
+    )
+    .into_device(args.device);
     let start_tok = Tensor::full(
         [args.sample_batch],
         model.layout().start_token(),
-        (Kind::Int64, Device::Cpu),
+        (Kind::Int64, args.device),
     );
     let cached = || {
         tch::no_grad(|| {
@@ -292,12 +321,13 @@ fn bench_sample(args: &Args) {
             tokens
         })
     };
+    // Reading a value back waits for the device, so the times include the GPU's work.
     let time = |f: &dyn Fn() -> Tensor| {
-        let _ = f();
+        let _ = f().sum(Kind::Int64).int64_value(&[]);
         let reps = args.steps.max(1);
         let start = Instant::now();
         for _ in 0..reps {
-            let _ = f();
+            let _ = f().sum(Kind::Int64).int64_value(&[]);
         }
         start.elapsed().as_secs_f64() / reps as f64
     };
@@ -305,8 +335,9 @@ fn bench_sample(args: &Args) {
     let without = time(&uncached);
     let per_s = |s: f64| args.sample_batch as f64 / s;
     println!(
-        "RESULT kind=sample chain_len={n} batch={} cached_chains_per_s={:.1} \
+        "RESULT kind=sample device={:?} chain_len={n} batch={} cached_chains_per_s={:.1} \
          uncached_chains_per_s={:.1} speedup={:.2}",
+        args.device,
         args.sample_batch,
         per_s(with_cache),
         per_s(without),

@@ -47,8 +47,8 @@ use tch::{Device, Tensor};
 pub use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::config::RunConfig;
 pub use crate::error::AgentError;
-use crate::model::ModelConfig;
-use crate::optim::OptimConfig;
+use crate::model::{ModelConfig, ModelLayout};
+use crate::optim::{AdamW, OptimConfig};
 use crate::policy::CotPolicy;
 pub use crate::rollout::{Collector, Episodes};
 
@@ -252,6 +252,18 @@ impl<'a> AgentContext<'a> {
             device,
         }
     }
+
+    /// A chain-of-thought policy for the env with the run's model config, its weights drawn
+    /// from the run's seed: the network every built-in chain agent trains.
+    pub fn cot_policy(&self) -> Result<CotPolicy, AgentError> {
+        let layout = ModelLayout::from_spec(self.spec)?;
+        CotPolicy::new(self.spec, &layout, self.model, self.seed, self.device)
+    }
+
+    /// The run's optimizer (AdamW, `[optim]`, scheduled over the run's steps) over `vs`.
+    pub fn optimizer(&self, vs: &tch::nn::VarStore) -> AdamW {
+        AdamW::new(vs, self.optim, self.steps)
+    }
 }
 
 /// An agent that can be built by name: its name, its settings (the `[algo]` table of a
@@ -266,6 +278,14 @@ pub trait BuildAgent: Agent + Sized + 'static {
 
     /// Checks ranges, naming the key (`"algo.lr = -1: expected > 0"`).
     fn validate(settings: &Self::Settings) -> Result<(), String> {
+        let _ = settings;
+        Ok(())
+    }
+
+    /// Completes settings that depend on something other than their own defaults (e.g. a
+    /// named searcher's settings) before they are checked and written to the run's config;
+    /// the default changes nothing.
+    fn complete(settings: &mut Self::Settings) -> Result<(), String> {
         let _ = settings;
         Ok(())
     }
@@ -457,27 +477,29 @@ impl AgentEntry {
 }
 
 fn parse_settings<A: BuildAgent>(table: &toml::Table) -> Result<A::Settings, String> {
-    let settings: A::Settings = toml::Value::Table(table.clone())
+    let mut settings: A::Settings = toml::Value::Table(table.clone())
         .try_into()
         .map_err(|e: toml::de::Error| format!("[algo] of `{}`: {}", A::NAME, e.message()))?;
-    A::validate(&settings)?;
-    Ok(settings)
-}
-
-fn resolve_settings<A: BuildAgent>(table: &toml::Table) -> Result<toml::Table, String> {
-    let settings = parse_settings::<A>(table)?;
-    let resolved =
+    // Settings types should reject unknown keys themselves; this catches those that don't
+    // (checked before `complete`, which may fold keys away).
+    let read =
         toml::Table::try_from(&settings).map_err(|e| format!("[algo] of `{}`: {e}", A::NAME))?;
-    // Settings types should reject unknown keys themselves; this catches those that don't.
-    if let Some(key) = table.keys().find(|k| !resolved.contains_key(*k)) {
-        let valid: Vec<&str> = resolved.keys().map(String::as_str).collect();
+    if let Some(key) = table.keys().find(|k| !read.contains_key(*k)) {
+        let valid: Vec<&str> = read.keys().map(String::as_str).collect();
         return Err(format!(
             "algo.{key}: agent `{}` has no such setting; its settings are: {}",
             A::NAME,
             valid.join(", ")
         ));
     }
-    Ok(resolved)
+    A::complete(&mut settings)?;
+    A::validate(&settings)?;
+    Ok(settings)
+}
+
+fn resolve_settings<A: BuildAgent>(table: &toml::Table) -> Result<toml::Table, String> {
+    let settings = parse_settings::<A>(table)?;
+    toml::Table::try_from(&settings).map_err(|e| format!("[algo] of `{}`: {e}", A::NAME))
 }
 
 fn build_agent<A: BuildAgent>(

@@ -29,7 +29,8 @@
 //! Carried over, when the caller saves them: model parameters; optimizer state given as
 //! tensors (moments, step counter); the global step; the resolved config; the caller's RNG
 //! state as `u64` words (e.g. the sampling and environment RNGs, or seed + counter); anything
-//! else in `extra` (curriculum level, best accuracy, ...).
+//! else in `extra` (the Runner keeps there the curriculum, the training scalars averaged
+//! since the last log point and the training time so far).
 //!
 //! Not carried over, by construction:
 //! - libtorch's global generator (dropout masks, `multinomial`): tch exposes no way to read
@@ -38,8 +39,9 @@
 //! - Work in flight between updates: partially collected episodes of the vectorized env,
 //!   partially accumulated gradients. Save at update boundaries only.
 //! - Metrics logged after the checkpoint's step by the killed process: dropped on resume by
-//!   `crate::logging::Logger::resume`.
-//! - Timers and throughput counters (examples/s restarts from the resume point).
+//!   `crate::logging::Logger::resume_after` (those of the checkpoint's step are kept: the
+//!   Runner syncs the logs before it saves).
+//! - Throughput counters (examples/s restarts from the resume point).
 
 use std::collections::BTreeMap;
 use std::fmt;

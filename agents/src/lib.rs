@@ -46,8 +46,8 @@
 #![warn(missing_docs)]
 
 // Layers, each using only those above it: files, optim, model, checkpoint, logging, config,
-// device; act, policy, rollout; agent; algos; registry; eval, probe, search_eval, compare;
-// runner; train.
+// device, error; searchers; act, policy, rollout; agent; search_eval; algos; registry; eval,
+// probe, compare; runner; train; testing.
 pub mod act;
 pub mod agent;
 pub mod algos;
@@ -67,6 +67,8 @@ pub mod registry;
 pub mod rollout;
 pub mod runner;
 pub mod search_eval;
+pub mod searchers;
+pub mod testing;
 pub mod train;
 
 pub use act::{ActMode, ActOutput, BatchObs};

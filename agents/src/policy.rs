@@ -61,6 +61,19 @@ struct DecodeCache {
     fed: usize,
     /// The observation tokens of the last call.
     tokens: Array2<i64>,
+    /// The [`ExtraMemory::key`] the cache was built with (empty without extra memory).
+    key: Vec<i64>,
+}
+
+/// Memory rows appended to each problem's encoding for the decoder to attend to: the
+/// per-row conditioning of an agent such as POPPY (each row's population member).
+#[derive(Debug, Clone, Copy)]
+pub struct ExtraMemory<'a> {
+    /// What the rows of each batch row are (e.g. its member's index): the KV cache goes on
+    /// only while it is unchanged.
+    pub key: &'a [i64],
+    /// The rows, `[B, R, width]`.
+    pub rows: &'a Tensor,
 }
 
 /// A [`CotTransformer`] with its variables, reading `CotEnv` observations.
@@ -91,8 +104,7 @@ impl CotPolicy {
         let fields = Fields::of(spec)?;
         tch::manual_seed(seed as i64);
         let vs = VarStore::new(device);
-        let model = CotTransformer::new(&(vs.root() / "net"), cfg, layout)
-            .map_err(|e| AgentError::Incompatible(e.to_string()))?;
+        let model = CotTransformer::new(&(vs.root() / "net"), cfg, layout)?;
         Ok(CotPolicy {
             vs,
             model,
@@ -182,7 +194,20 @@ impl CotPolicy {
     /// The logits `[B, num_actions]` of the next action of each row, unmasked. Rows without a
     /// legal action get arbitrary logits.
     pub fn next_logits(&mut self, obs: &BatchObs<'_>) -> Tensor {
+        self.next_logits_with(obs, None)
+    }
+
+    /// [`next_logits`](Self::next_logits) with `extra` memory rows appended to each
+    /// problem's encoding. While every active row advances by one token (and the extra
+    /// memory's key is unchanged) the decoder extends its KV cache by that token; otherwise
+    /// it recomputes each row's prefix.
+    pub fn next_logits_with(
+        &mut self,
+        obs: &BatchObs<'_>,
+        extra: Option<ExtraMemory<'_>>,
+    ) -> Tensor {
         let b = obs.batch_size();
+        let key: &[i64] = extra.map_or(&[], |x| x.key);
         let counts = self.emitted_counts(obs.tokens);
         let active: Vec<bool> = obs
             .action_mask
@@ -197,6 +222,7 @@ impl CotPolicy {
         if let Some(cache) = &mut self.cache {
             let fed = cache.fed;
             let continues = cache.state.batch_size() == b
+                && cache.key == key
                 && fed + 1 < max_steps
                 && (0..b).all(|i| {
                     !active[i]
@@ -223,9 +249,16 @@ impl CotPolicy {
             }
         }
         let (input, difficulty) = self.problem_tensors(obs.tokens);
+        let encode = |model: &CotTransformer| {
+            let enc = model.encode(&input, &difficulty, false);
+            match extra {
+                Some(x) => enc.with_extra_rows(x.rows),
+                None => enc,
+            }
+        };
         if (0..b).all(|i| !active[i] || counts[i] == 0) {
             // Fresh episodes: start a cache.
-            let enc = tch::no_grad(|| self.model.encode(&input, &difficulty, false));
+            let enc = tch::no_grad(|| encode(&self.model));
             let mut state = self.model.start_decode(&enc);
             let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
             let heads = self.model.decode_step(&mut state, &start);
@@ -233,6 +266,7 @@ impl CotPolicy {
                 state,
                 fed: 0,
                 tokens: obs.tokens.to_owned(),
+                key: key.to_vec(),
             });
             return heads.logits;
         }
@@ -255,7 +289,7 @@ impl CotPolicy {
         let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
         let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
         tch::no_grad(|| {
-            let enc = self.model.encode(&input, &difficulty, false);
+            let enc = encode(&self.model);
             let heads = self.model.forward_chain(&enc, &prev, false);
             let index = Tensor::from_slice(&pos)
                 .to_device(heads.logits.device())
@@ -319,6 +353,25 @@ pub fn load_optim(opt: &mut AdamW, tensors: &[(String, Tensor)]) -> Result<(), A
         .collect();
     opt.load_state(&own)
         .map_err(|e| AgentError::StateMismatch(e.to_string()))
+}
+
+/// The checkpoint state of `policy` trained by `opt`: its parameters (under
+/// [`MODEL_PREFIX`]) and the optimizer's state (under [`OPTIM_PREFIX`]). An agent's
+/// [`Agent::state`] adds whatever else it keeps.
+pub fn training_state(policy: &CotPolicy, opt: &AdamW) -> Vec<(String, Tensor)> {
+    let mut v = policy.param_tensors();
+    v.extend(optim_tensors(opt));
+    v
+}
+
+/// Restores what [`training_state`] saved; the error lists every difference.
+pub fn load_training_state(
+    policy: &mut CotPolicy,
+    opt: &mut AdamW,
+    tensors: &[(String, Tensor)],
+) -> Result<(), AgentError> {
+    policy.load_params(tensors)?;
+    load_optim(opt, tensors)
 }
 
 /// Teacher-forcing tensors of a batch of episodes of a `CotEnv`.

@@ -7,6 +7,15 @@
 //! sampling RNG from `derive_seed(seed ^ ACT_SALT, s)`, so a run is a function of its seed,
 //! and a resumed run (which restores the step, the weights, the optimizer moments and the
 //! curriculum) continues exactly as the uninterrupted run would have.
+//!
+//! Logs across a resume: a checkpoint at step `c` is saved after everything of step `c` was
+//! logged and synced, and its sidecar carries the training scalars accumulated since the
+//! last log point. Resuming keeps the records of steps `<= c`, drops later ones (the resumed
+//! run writes them again) and restores the accumulated scalars, so `metrics.jsonl` and the
+//! TensorBoard curves of an interrupted and resumed run hold the same records as those of
+//! an uninterrupted one, wall-clock figures (`perf/*`) aside. For the same reason a stop by
+//! the stop flag between two scheduled evaluations evaluates for the caller
+//! ([`TrainSummary::eval`]) without logging it or feeding it to the curriculum.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +61,19 @@ pub enum RunError {
     /// The run directory cannot be used (it holds another run, or cannot be cleared).
     #[error("{0}")]
     RunDir(String),
+    /// Another process is writing the run directory (it holds the directory's lock).
+    #[error(
+        "{} is in use by another training process ({}): wait for it to end or stop it \
+         (Ctrl-C, or kill -INT <pid>) before resuming or overwriting this run",
+        dir.display(),
+        pid.map_or("PID unknown".to_string(), |p| format!("PID {p}"))
+    )]
+    InUse {
+        /// The run directory.
+        dir: PathBuf,
+        /// The holder's process id, when it had written it.
+        pid: Option<u32>,
+    },
     /// A checkpoint does not belong to this run's config.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -99,7 +121,38 @@ impl Averages {
             .map(|(t, s, n)| (t, s / f64::from(n)))
             .collect()
     }
+
+    /// The sums as JSON for a checkpoint. Sums are stored as their bit patterns: JSON
+    /// numbers would not always parse back to the same f64, and the average logged after a
+    /// resume must be the uninterrupted run's to the bit.
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.sums
+                .iter()
+                .map(|(t, s, n)| serde_json::json!([t, s.to_bits(), n]))
+                .collect(),
+        )
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<Averages> {
+        let sums = v
+            .as_array()?
+            .iter()
+            .map(|e| {
+                let tag = e.get(0)?.as_str()?.to_string();
+                let sum = f64::from_bits(e.get(1)?.as_u64()?);
+                let n = u32::try_from(e.get(2)?.as_u64()?).ok()?;
+                Some((tag, sum, n))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Averages { sums })
+    }
 }
+
+/// Called once, after the first update of a [`Runner::train`] call, to make a run that was
+/// being built aside the real one; returns the run directory to use from then on. `train`
+/// uses it to swap a fresh run in place of the one it overwrites only once it has started.
+pub(crate) type CommitFn = Box<dyn FnOnce() -> Result<PathBuf, RunError>>;
 
 /// Callback for progress displays: called after every update with the step, the run's
 /// total steps, the latest loss and the latest mean greedy eval accuracy.
@@ -119,6 +172,15 @@ pub struct Runner<A: Agent> {
     progress: Option<ProgressFn>,
     last_eval: Option<EvalReport>,
     last_checkpoint: Option<PathBuf>,
+    /// Step of the newest checkpoint of this run on disk (saved or resumed from).
+    checkpoint_step: Option<u64>,
+    /// Training scalars accumulated since the last log point (checkpointed).
+    window: Averages,
+    /// Training seconds before this process (from the checkpoint), for `perf/elapsed_s`.
+    elapsed_before: f64,
+    /// When the running `train` call started.
+    started: Option<Instant>,
+    commit: Option<CommitFn>,
 }
 
 impl<A: Agent> Runner<A> {
@@ -143,6 +205,11 @@ impl<A: Agent> Runner<A> {
             progress: None,
             last_eval: None,
             last_checkpoint: None,
+            checkpoint_step: None,
+            window: Averages::default(),
+            elapsed_before: 0.0,
+            started: None,
+            commit: None,
         })
     }
 
@@ -201,11 +268,53 @@ impl<A: Agent> Runner<A> {
                 ))
             })?;
         }
+        let window = match saved.extra.get("log_window") {
+            Some(w) => Averages::from_json(w).ok_or_else(|| {
+                RunError::Resume(format!(
+                    "{}: the saved training-scalar averages do not parse",
+                    loaded.path.display()
+                ))
+            })?,
+            None => Averages::default(),
+        };
+        self.window = window;
+        self.elapsed_before = saved
+            .extra
+            .get("elapsed_s")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
         logging::write_config(run_dir, &self.cfg.to_toml())?;
-        self.logger = Some(Logger::resume(run_dir, self.step)?);
+        // A finished run has nothing left to log: no new event file, `metrics.jsonl` as is.
+        if self.step < self.cfg.train.steps {
+            self.logger = Some(Logger::resume_after(run_dir, self.step)?);
+        }
         self.run_dir = Some(run_dir.to_path_buf());
         self.last_checkpoint = Some(loaded.path.clone());
+        self.checkpoint_step = Some(self.step);
         Ok(self)
+    }
+
+    /// Makes `f` run once after the first update of the next [`train`](Self::train) call;
+    /// the directory it returns replaces the run directory (see [`CommitFn`]). A call
+    /// stopped by the stop flag before its first update never runs it.
+    pub(crate) fn set_commit(&mut self, f: CommitFn) {
+        self.commit = Some(f);
+    }
+
+    /// Whether a commit set by [`set_commit`](Self::set_commit) is still pending.
+    pub(crate) fn commit_pending(&self) -> bool {
+        self.commit.is_some()
+    }
+
+    fn run_commit(&mut self) -> Result<(), RunError> {
+        if let Some(commit) = self.commit.take() {
+            let dir = commit()?;
+            if let Some(logger) = self.logger.as_mut() {
+                logger.moved_to(&dir);
+            }
+            self.run_dir = Some(dir);
+        }
+        Ok(())
     }
 
     /// Shows progress through `f` after every update.
@@ -329,11 +438,16 @@ impl<A: Agent> Runner<A> {
         Ok(())
     }
 
-    /// Saves a checkpoint now (when there is a run directory).
+    /// Saves a checkpoint now (when there is a run directory), after syncing the logs: the
+    /// records of this step and earlier ones are then on disk before the checkpoint is, which
+    /// is what a resume from it relies on.
     pub fn save_checkpoint(&mut self) -> Result<Option<PathBuf>, RunError> {
         let Some(dir) = self.run_dir.clone() else {
             return Ok(None);
         };
+        if let Some(logger) = self.logger.as_mut() {
+            logger.sync()?;
+        }
         let ckpt = Checkpoint {
             step: self.step,
             config_toml: self.cfg.to_toml(),
@@ -341,6 +455,8 @@ impl<A: Agent> Runner<A> {
             extra: serde_json::json!({
                 "sampler": self.sampler,
                 "agent": self.agent.name(),
+                "log_window": self.window.to_json(),
+                "elapsed_s": self.elapsed_s(),
             }),
         };
         let path = checkpoint::save(
@@ -350,16 +466,35 @@ impl<A: Agent> Runner<A> {
             self.cfg.log.keep_checkpoints,
         )?;
         self.last_checkpoint = Some(path.clone());
+        self.checkpoint_step = Some(self.step);
         Ok(Some(path))
+    }
+
+    /// Training wall time of the run so far, across resumes.
+    fn elapsed_s(&self) -> f64 {
+        self.elapsed_before + self.started.map_or(0.0, |t| t.elapsed().as_secs_f64())
     }
 
     /// Trains until `train.steps` updates are done, the time limit passes or the stop flag
     /// is set; evaluates every `eval.every` updates and at the end; logs every `log.every`;
     /// checkpoints every `log.checkpoint_every` and at the end (also when stopped).
+    ///
+    /// A stop by the flag evaluates the current weights for [`TrainSummary::eval`] but logs
+    /// only what an uninterrupted run logs at this step, and the final evaluation is not fed
+    /// to the curriculum, so that a resumed run continues as the uninterrupted one. A call
+    /// that does no update past the run's latest checkpoint (a finished run resumed) logs and
+    /// saves nothing: that checkpoint's step was logged in full before it was saved.
     pub fn train(&mut self) -> Result<TrainSummary, RunError> {
         let start = Instant::now();
+        self.started = Some(start);
+        let result = self.train_loop(start);
+        self.elapsed_before = self.elapsed_s();
+        self.started = None;
+        result
+    }
+
+    fn train_loop(&mut self, start: Instant) -> Result<TrainSummary, RunError> {
         let total = self.cfg.train.steps;
-        let mut averages = Averages::default();
         let mut examples = 0u64;
         let mut window_examples = 0u64;
         let mut window_start = Instant::now();
@@ -377,10 +512,11 @@ impl<A: Agent> Runner<A> {
                 break;
             }
             let (metrics, n) = self.train_step()?;
+            self.run_commit()?;
             examples += n as u64;
             window_examples += n as u64;
             for (tag, v) in &metrics.scalars {
-                averages.add(tag, *v);
+                self.window.add(tag, *v);
             }
             let loss = metrics.get("loss").unwrap_or(f64::NAN);
             let step = self.step;
@@ -391,15 +527,16 @@ impl<A: Agent> Runner<A> {
             }
             if step.is_multiple_of(self.cfg.log.every) || step == total {
                 let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                let elapsed = self.elapsed_s();
                 if let Some(logger) = self.logger.as_mut() {
-                    for (tag, v) in averages.drain() {
+                    for (tag, v) in self.window.drain() {
                         logger.scalar(&format!("train/{tag}"), v, step)?;
                     }
                     logger.scalar("perf/examples_per_s", window_examples as f64 / secs, step)?;
-                    logger.scalar("perf/elapsed_s", start.elapsed().as_secs_f64(), step)?;
+                    logger.scalar("perf/elapsed_s", elapsed, step)?;
                     logger.flush()?;
                 } else {
-                    averages.drain();
+                    self.window.drain();
                 }
                 window_examples = 0;
                 window_start = Instant::now();
@@ -421,10 +558,33 @@ impl<A: Agent> Runner<A> {
                 p(step, total, loss, acc);
             }
         }
-        if evaluated_at != Some(self.step) {
-            self.run_eval()?;
+        if interrupted && self.commit.is_some() {
+            // Stopped before the first update of a run being built aside: it never started,
+            // so there is nothing to evaluate, log or keep (the caller discards it).
+            return Ok(TrainSummary {
+                steps: self.step,
+                examples,
+                seconds: start.elapsed().as_secs_f64(),
+                interrupted,
+                timed_out,
+                eval: None,
+                checkpoint: None,
+            });
         }
-        let checkpoint = self.save_checkpoint()?;
+        self.run_commit()?;
+        let at_checkpoint = self.checkpoint_step == Some(self.step);
+        if evaluated_at != Some(self.step) {
+            if interrupted || at_checkpoint {
+                self.last_eval = Some(self.evaluate()?);
+            } else {
+                self.run_eval()?;
+            }
+        }
+        let checkpoint = if at_checkpoint {
+            self.last_checkpoint.clone()
+        } else {
+            self.save_checkpoint()?
+        };
         if let Some(logger) = self.logger.as_mut() {
             logger.flush()?;
         }
@@ -514,18 +674,10 @@ examples = 1
 [log]
 every = 2
 "#;
-        let sets: Vec<_> = extra
-            .iter()
-            .map(|s| crate::config::Override::parse(s).unwrap())
-            .collect();
-        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+        crate::testing::config(text, extra)
     }
 
-    fn runner(cfg: RunConfig) -> Runner<AnyAgent> {
-        let env = cfg.env.build().unwrap();
-        let agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
-        Runner::new(cfg, env, agent).unwrap()
-    }
+    use crate::testing::runner;
 
     fn params(r: &Runner<AnyAgent>) -> Vec<(String, tch::Tensor)> {
         r.agent().state()

@@ -5,6 +5,21 @@
 //! after the current update with a checkpoint, shows progress, and logs to TensorBoard and
 //! `metrics.jsonl`.
 //!
+//! The run directory:
+//! - One writer: the directory is locked ([`files::DirLock`], an OS advisory lock on its
+//!   `.lock` file holding the PID) before anything is written and until the run ends; a
+//!   second process that would train, resume or overwrite there is refused with
+//!   [`RunError::InUse`], which names that PID.
+//! - A fresh run, or one that overwrites another, is built in a hidden sibling directory
+//!   and swapped in (atomically on Linux) after its first update. A start that fails or is
+//!   interrupted before then leaves the directory as it was and nothing behind.
+//! - Resuming checks that the directory and its `checkpoints/` can be written before it
+//!   changes anything.
+//!
+//! Signals: the first SIGINT, SIGTERM or SIGHUP lets the current update finish, then the run
+//! evaluates, checkpoints and returns with [`TrainSummary::interrupted`] set; a second one
+//! ends the process at once, by that signal.
+//!
 //! ```no_run
 //! use agents::config::RunConfig;
 //! use agents::train::{train, TrainOptions};
@@ -15,9 +30,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,8 +42,27 @@ use tch::Device;
 
 use crate::agent::{Agent, AnyAgent};
 use crate::config::RunConfig;
+use crate::files::{self, DirLock, LockError};
 use crate::logging::{CONFIG_FILE, METRICS_FILE};
 use crate::runner::{RunError, Runner, TrainSummary};
+
+/// Prints a line to stdout, dropping it when stdout is closed (the reader of `factorexe train
+/// | head` went away): a lost progress line must not end a run, as a panic on the closed
+/// pipe would.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like `say!`, for stderr.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// What [`train`] does besides training.
 #[derive(Debug, Clone)]
@@ -37,7 +73,8 @@ pub struct TrainOptions {
     pub run_dir: Option<PathBuf>,
     /// Continue the run in the directory from its latest checkpoint.
     pub resume: bool,
-    /// Replace a run already in the directory (checked before anything is deleted).
+    /// Replace a run already in the directory: the new run is built aside and replaces the
+    /// old one only once its first update is done.
     pub overwrite: bool,
     /// Where the model lives.
     pub device: Device,
@@ -100,11 +137,11 @@ pub fn passive_openmp() {
             .env(VAR, "PASSIVE")
             .exec();
         // `exec` returns only when it failed: carry on with the default policy.
-        eprintln!("note: could not re-execute with {VAR}=PASSIVE ({err}); continuing");
+        warn!("note: could not re-execute with {VAR}=PASSIVE ({err}); continuing");
     }
 }
 
-/// Files and folders a run writes (what `overwrite` removes).
+/// Files and folders a run writes (what `overwrite` replaces).
 pub fn is_run_output(name: &str) -> bool {
     name == "checkpoints"
         || name == METRICS_FILE
@@ -119,46 +156,372 @@ pub fn holds_a_run(dir: &Path) -> bool {
     })
 }
 
-fn clear_run_dir(dir: &Path) -> Result<(), RunError> {
-    let io = |p: &Path, e: std::io::Error| RunError::RunDir(format!("{}: {e}", p.display()));
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let entry = entry.map_err(|e| io(dir, e))?;
-        if !is_run_output(&entry.file_name().to_string_lossy()) {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        }
-        .map_err(|e| io(&path, e))?;
-    }
-    Ok(())
+fn io_error(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::RunDir(format!("{}: {e}", path.display()))
 }
 
-/// The process-wide stop flag SIGINT and SIGTERM set (the handler is installed once).
-static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
-static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
+fn lock_error(e: LockError) -> RunError {
+    match e {
+        LockError::Busy { dir, pid } => RunError::InUse { dir, pid },
+        LockError::Io { path, source } => io_error(&path, source),
+    }
+}
 
-fn install_signal_handler() -> Result<(), RunError> {
-    HANDLER
-        .get_or_init(|| {
-            let stop = Arc::clone(&STOP);
-            ctrlc::set_handler(move || {
-                if stop.swap(true, Ordering::SeqCst) {
-                    // A second signal: the user does not want to wait for the checkpoint.
-                    std::process::exit(130);
+fn check_writable(dir: &Path) -> Result<(), RunError> {
+    files::check_writable(dir).map_err(|e| {
+        RunError::RunDir(format!(
+            "{}: cannot write there ({e}); training would fail at its first checkpoint",
+            dir.display()
+        ))
+    })
+}
+
+/// A run directory while this process trains in it: the lock that keeps other processes
+/// out (held from before the first write to the end of the run), and for a fresh run or
+/// an overwrite, the new run being built in a hidden sibling directory, swapped in place of
+/// the directory by [`RunDirGuard::commit`] after its first update. Dropped before the swap
+/// (the start failed, or was interrupted), it removes the sibling and every directory it
+/// created, so the old run stays as it was and no stub is left behind.
+struct RunDirGuard {
+    dir: PathBuf,
+    lock: Option<DirLock>,
+    /// Directories this process created for the run, outermost first.
+    created: Vec<PathBuf>,
+    staging: Option<(PathBuf, DirLock)>,
+    committed: bool,
+}
+
+impl RunDirGuard {
+    /// Creates `dir` if needed (with its missing parents) and locks it.
+    fn acquire(dir: &Path) -> Result<RunDirGuard, RunError> {
+        let mut created = Vec::new();
+        let mut missing = Vec::new();
+        let mut p = dir;
+        while !p.as_os_str().is_empty() && !p.exists() {
+            missing.push(p.to_path_buf());
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break,
+            }
+        }
+        let mut guard = RunDirGuard {
+            dir: dir.to_path_buf(),
+            lock: None,
+            created: Vec::new(),
+            staging: None,
+            committed: false,
+        };
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => created.push(d),
+                // Another process made it meanwhile: not ours to remove.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    guard.created = created;
+                    return Err(io_error(&d, e));
                 }
-                eprintln!(
-                    "\ninterrupted: finishing this update, then saving a checkpoint \
-                     (interrupt again to quit now)"
-                );
+            }
+        }
+        guard.created = created;
+        // A run directory given as a symlink is the directory it points to: that is what
+        // must be locked, and replaced by an overwrite (not the link).
+        // So is one given as `.` or `..`, which has no name to build the sibling's from.
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink())
+            || dir.file_name().is_none()
+        {
+            guard.dir = std::fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+        }
+        guard.lock = Some(DirLock::try_acquire(&guard.dir).map_err(lock_error)?);
+        guard.remove_stale_staging();
+        Ok(guard)
+    }
+
+    fn parent_and_name(&self) -> Result<(PathBuf, String), RunError> {
+        let name = self.dir.file_name().ok_or_else(|| {
+            RunError::RunDir(format!(
+                "{}: a run directory needs a name",
+                self.dir.display()
+            ))
+        })?;
+        let parent = match self.dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok((parent, name.to_string_lossy().into_owned()))
+    }
+
+    fn staging_prefix(name: &str) -> String {
+        format!(".{name}.new-")
+    }
+
+    /// Removes what killed processes left of runs they were building for this directory
+    /// (only the holder of the directory's lock builds one, and that is now us).
+    fn remove_stale_staging(&self) {
+        let Ok((parent, name)) = self.parent_and_name() else {
+            return;
+        };
+        let prefix = Self::staging_prefix(&name);
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = e.path();
+            // Belt and braces: never remove a directory some live process holds.
+            if let Ok(lock) = DirLock::try_acquire(&path) {
+                drop(lock);
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+
+    /// Creates the hidden sibling the new run is built in, locked, with a writable
+    /// `checkpoints/`; returns its path.
+    fn stage(&mut self) -> Result<PathBuf, RunError> {
+        let (parent, name) = self.parent_and_name()?;
+        let staging = parent.join(format!(
+            "{}{}",
+            Self::staging_prefix(&name),
+            std::process::id()
+        ));
+        std::fs::create_dir(&staging).map_err(|e| io_error(&staging, e))?;
+        let lock = match DirLock::try_acquire(&staging) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(lock_error(e));
+            }
+        };
+        self.staging = Some((staging.clone(), lock));
+        let checkpoints = staging.join(crate::checkpoint::CHECKPOINT_DIR);
+        std::fs::create_dir(&checkpoints).map_err(|e| io_error(&checkpoints, e))?;
+        check_writable(&checkpoints)?;
+        Ok(staging)
+    }
+
+    /// Swaps the new run in place of the directory: the old content (an overwritten run)
+    /// ends up in the sibling and is deleted, except files that are not a run's (notes put
+    /// there by hand), which move into the new run. Returns the run directory.
+    fn commit(&mut self) -> Result<PathBuf, RunError> {
+        let Some((staging, mut new_lock)) = self.staging.take() else {
+            return Ok(self.dir.clone());
+        };
+        if let Err(e) = files::exchange(&staging, &self.dir) {
+            self.staging = Some((staging.clone(), new_lock));
+            return Err(RunError::RunDir(format!(
+                "swapping the new run {} into {}: {e}",
+                staging.display(),
+                self.dir.display()
+            )));
+        }
+        self.committed = true;
+        new_lock.moved_to(&self.dir);
+        let old = staging;
+        if let Some(mut old_lock) = self.lock.replace(new_lock) {
+            old_lock.moved_to(&old);
+        }
+        if let Ok(entries) = std::fs::read_dir(&old) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let n = name.to_string_lossy();
+                if is_run_output(&n) || n == files::LOCK_FILE {
+                    continue;
+                }
+                let to = self.dir.join(&name);
+                if !to.exists() {
+                    let _ = std::fs::rename(e.path(), to);
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            warn!(
+                "warning: could not remove the replaced run in {} ({e})",
+                old.display()
+            );
+        }
+        Ok(self.dir.clone())
+    }
+}
+
+impl Drop for RunDirGuard {
+    fn drop(&mut self) {
+        if let Some((staging, lock)) = self.staging.take() {
+            drop(lock);
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        // Unlock (which deletes the lock file) before removing the directories it was in.
+        self.lock = None;
+        if !self.committed {
+            for d in self.created.iter().rev() {
+                // Only empty ones: anything else in there is not ours.
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// The process-wide stop flag SIGINT, SIGTERM and SIGHUP set while a run trains.
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Called on ctrlc's thread for each SIGINT, SIGTERM or SIGHUP during training.
+fn on_signal() {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second signal that raced the reset below. `_exit` skips atexit handlers and
+        // C++ static destructors, which would run while the main thread is inside libtorch.
+        #[cfg(unix)]
+        // SAFETY: `_exit` is async-signal-safe and takes no pointers.
+        unsafe {
+            libc::_exit(130)
+        };
+        #[cfg(not(unix))]
+        std::process::exit(130);
+    }
+    signals::default_actions();
+    warn!(
+        "\ninterrupted: finishing this update, then saving a checkpoint \
+         (interrupt again to quit now)"
+    );
+}
+
+/// Stop-signal handling for the duration of a run. While armed, SIGINT, SIGTERM and SIGHUP
+/// set [`STOP`]; the first one also restores the default actions, so that a second signal
+/// ends the process at once, by that signal, as a shell expects of a program it interrupted
+/// (no exit code to fake, no destructors racing the training thread). Disarming restores
+/// the actions the process had before; a signal the process ignored (`nohup`) stays ignored.
+#[cfg(unix)]
+mod signals {
+    use std::sync::{Mutex, OnceLock};
+
+    use super::{on_signal, RunError, STOP};
+
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    struct Actions {
+        /// What the process had before ctrlc installed its handler.
+        original: [libc::sigaction; 3],
+        /// ctrlc's handler.
+        handler: [libc::sigaction; 3],
+    }
+
+    static ACTIONS: OnceLock<Result<Actions, String>> = OnceLock::new();
+    /// Runs armed at the moment (`train` may run on several threads at once).
+    static ARMED: Mutex<usize> = Mutex::new(0);
+
+    fn get(sig: libc::c_int) -> libc::sigaction {
+        // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old);
+            old
+        }
+    }
+
+    fn set(sig: libc::c_int, action: &libc::sigaction) {
+        // SAFETY: `action` was read from the kernel for this signal, or is SIG_DFL.
+        unsafe {
+            libc::sigaction(sig, action, std::ptr::null_mut());
+        }
+    }
+
+    fn ignored(a: &libc::sigaction) -> bool {
+        a.sa_sigaction == libc::SIG_IGN
+    }
+
+    fn actions() -> Result<&'static Actions, RunError> {
+        ACTIONS
+            .get_or_init(|| {
+                let original = SIGNALS.map(get);
+                ctrlc::set_handler(on_signal).map_err(|e| e.to_string())?;
+                let handler = SIGNALS.map(get);
+                Ok(Actions { original, handler })
             })
-            .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(|e| RunError::RunDir(format!("installing the signal handler: {e}")))
+            .as_ref()
+            .map_err(|e| RunError::RunDir(format!("installing the signal handler: {e}")))
+    }
+
+    /// Holds the handler armed; see the module doc.
+    pub(super) struct Armed;
+
+    pub(super) fn arm() -> Result<Armed, RunError> {
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        let actions = actions()?;
+        if *armed == 0 {
+            STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+            for ((sig, original), handler) in
+                SIGNALS.iter().zip(&actions.original).zip(&actions.handler)
+            {
+                set(*sig, if ignored(original) { original } else { handler });
+            }
+        }
+        *armed += 1;
+        Ok(Armed)
+    }
+
+    impl Drop for Armed {
+        fn drop(&mut self) {
+            let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+            *armed = armed.saturating_sub(1);
+            if *armed == 0 {
+                if let Some(Ok(actions)) = ACTIONS.get() {
+                    for (sig, original) in SIGNALS.iter().zip(&actions.original) {
+                        set(*sig, original);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the first signal: the next one takes its default action (ends the process).
+    pub(super) fn default_actions() {
+        let Some(Ok(actions)) = ACTIONS.get() else {
+            return;
+        };
+        for (sig, original) in SIGNALS.iter().zip(&actions.original) {
+            if !ignored(original) {
+                // SAFETY: a zeroed sigaction with SIG_DFL is the default action.
+                let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+                dfl.sa_sigaction = libc::SIG_DFL;
+                set(*sig, &dfl);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod signals {
+    use std::sync::OnceLock;
+
+    use super::{on_signal, RunError, STOP};
+
+    static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
+
+    pub(super) struct Armed;
+
+    pub(super) fn arm() -> Result<Armed, RunError> {
+        HANDLER
+            .get_or_init(|| ctrlc::set_handler(on_signal).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| RunError::RunDir(format!("installing the signal handler: {e}")))?;
+        STOP.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(Armed)
+    }
+
+    pub(super) fn default_actions() {}
+}
+
+/// Refuses a CUDA device libtorch cannot see, before anything is built on it.
+fn check_device(device: Device) -> Result<(), RunError> {
+    if let Device::Cuda(i) = device {
+        let n = tch::Cuda::device_count();
+        if i >= n.max(0) as usize {
+            return Err(RunError::RunDir(format!(
+                "device cuda:{i}: libtorch sees {n} CUDA device(s)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Builds the agent the config names and trains it; see the module doc.
@@ -169,6 +532,7 @@ pub fn train(opts: TrainOptions) -> Result<TrainSummary, RunError> {
     let mut cfg = opts.config.clone();
     cfg.validate()?;
     crate::registry::resolve(&mut cfg)?;
+    check_device(opts.device)?;
     if let Some(n) = opts.threads {
         if n == 0 {
             return Err(RunError::RunDir(
@@ -192,19 +556,25 @@ pub fn train_agent(
 ) -> Result<TrainSummary, RunError> {
     let run_dir = opts.dir();
     let runner = Runner::new(cfg, env, agent)?;
-    if !opts.resume && holds_a_run(&run_dir) {
-        if !opts.overwrite {
-            return Err(RunError::RunDir(format!(
-                "{} already holds a run: continue it with --resume, start over with \
-                 --overwrite, or pick another name with --set name=...",
-                run_dir.display()
-            )));
+    // Everything is checked; from here on a signal stops the run cleanly.
+    let _signals = signals::arm()?;
+    if opts.resume && !run_dir.is_dir() {
+        return Err(crate::checkpoint::CheckpointError::NoCheckpoint {
+            dir: run_dir.join(crate::checkpoint::CHECKPOINT_DIR),
         }
-        clear_run_dir(&run_dir)?;
+        .into());
+    }
+    let guard = Rc::new(RefCell::new(RunDirGuard::acquire(&run_dir)?));
+    if !opts.resume && !opts.overwrite && holds_a_run(&run_dir) {
+        return Err(RunError::RunDir(format!(
+            "{} already holds a run: continue it with --resume, start over with \
+             --overwrite, or pick another name with --set name=...",
+            run_dir.display()
+        )));
     }
     let steps = runner.config().train.steps;
     if opts.print {
-        println!(
+        say!(
             "run {} | env {} | agent {} ({} parameters) | device {:?}, {} threads | {} steps x {} problems",
             run_dir.display(),
             envs::Env::spec(runner.env()).name,
@@ -217,16 +587,26 @@ pub fn train_agent(
         );
     }
     let mut runner = if opts.resume {
+        check_writable(&run_dir)?;
+        let checkpoints = run_dir.join(crate::checkpoint::CHECKPOINT_DIR);
+        if checkpoints.is_dir() {
+            check_writable(&checkpoints)?;
+        }
         let r = runner.resume(&run_dir)?;
         if opts.print {
-            println!("resumed at step {}", r.step());
+            say!("resumed at step {}", r.step());
         }
         r
     } else {
-        runner.with_run_dir(&run_dir)?
+        // A fresh run is built aside and swapped in after its first update, so that a
+        // start that fails (a bad init run, a full disk) or is interrupted leaves an
+        // overwritten run as it was and no stub directory.
+        let staging = guard.borrow_mut().stage()?;
+        let mut r = runner.with_run_dir(&staging)?;
+        let g = Rc::clone(&guard);
+        r.set_commit(Box::new(move || g.borrow_mut().commit()));
+        r
     };
-    install_signal_handler()?;
-    STOP.store(false, Ordering::SeqCst);
     runner.set_stop_flag(Arc::clone(&STOP));
 
     let bar = if opts.progress {
@@ -253,12 +633,24 @@ pub fn train_agent(
         shown.set_position(step);
         shown.set_message(format!("loss {loss:.4}{acc}"));
         if print && quiet_bar && (step % log_every == 0 || step == total) {
-            println!("step {step}/{total} loss {loss:.4}{acc}");
+            say!("step {step}/{total} loss {loss:.4}{acc}");
         }
     }));
     let summary = runner.train();
     bar.finish_and_clear();
     let summary = summary?;
+    let started = !runner.commit_pending();
+    let eval_episodes = runner.config().eval.episodes;
+    // Close the run's files, then unlock the directory (or undo a run that never started).
+    drop(runner);
+    drop(guard);
+    if opts.print && !started {
+        say!(
+            "interrupted before the first update: {} was left as it was",
+            run_dir.display()
+        );
+        return Ok(summary);
+    }
     if opts.print {
         let verb = if summary.interrupted {
             "interrupted"
@@ -267,7 +659,7 @@ pub fn train_agent(
         } else {
             "done"
         };
-        println!(
+        say!(
             "{verb}: step {} | {} problems in {:.1} s ({:.0} problems/s)",
             summary.steps,
             summary.examples,
@@ -275,18 +667,21 @@ pub fn train_agent(
             summary.examples as f64 / summary.seconds.max(1e-9)
         );
         if let Some(report) = &summary.eval {
-            println!(
+            say!(
                 "accuracy per difficulty ({} fresh problems each, eval seed {}):",
-                runner.config().eval.episodes,
+                eval_episodes,
                 report.seed
             );
-            print!("{}", report.table());
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout(), "{}", report.table());
+            }
         }
         if let Some(path) = &summary.checkpoint {
-            println!("checkpoint {}", path.display());
+            say!("checkpoint {}", path.display());
         }
         if summary.interrupted {
-            println!(
+            say!(
                 "continue with: factorexe train --resume {}",
                 run_dir.display()
             );

@@ -8,8 +8,6 @@
 //! `algo.policy_weight = 0` the run reaches a similar accuracy): the test guards the
 //! learning loop, not the search's share of it.
 
-mod common;
-
 use agents::runner::Runner;
 use agents::ActMode;
 use agents::AnyAgent;
@@ -51,7 +49,7 @@ every = 1
 "#;
 
 fn runner(sets: &[&str]) -> Runner<AnyAgent> {
-    common::runner(common::config(BASE, sets))
+    agents::testing::runner(agents::testing::config(BASE, sets))
 }
 
 fn greedy(r: &mut Runner<AnyAgent>) -> f64 {

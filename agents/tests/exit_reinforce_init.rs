@@ -2,9 +2,7 @@
 //! `expert_iteration` uses), a missing or misfitting checkpoint is a clear error naming the
 //! key, and a resumed run needs only its own checkpoints.
 
-mod common;
-
-use common::runner;
+use agents::testing::runner;
 
 use agents::config::RunConfig;
 use agents::Agent;
@@ -42,7 +40,7 @@ every = 1
 "#;
 
 fn config(sets: &[&str]) -> RunConfig {
-    common::config(BASE, sets)
+    agents::testing::config(BASE, sets)
 }
 
 /// Deep copies of the model parameters (`state()` shares storage with the variables).

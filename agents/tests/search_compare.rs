@@ -1,34 +1,28 @@
-//! The search comparison: its cells, budget-1 equivalences, outputs (table, CSV, PNG,
-//! TensorBoard) and the guarantee that test-time search reads neither rewards nor answers.
+//! The search comparison: its cells, budget-1 equivalences, measured compute, paired
+//! statistics, outputs (table, CSVs, PNG, TensorBoard) and the guarantee that test-time
+//! search reads neither rewards nor answers.
 
-use agents::compare::{compare, CompareConfig, CompareReport, SearchAlgo};
+use agents::compare::{
+    compare, compare_with, default_searchers, Arm, CompareConfig, CompareReport,
+};
 use agents::logging::Logger;
-use agents::model::{ModelConfig, ModelLayout};
-use agents::search_eval::ValueSource;
+use agents::search_eval::{PolicyEvaluator, ValueSource};
+use agents::searchers::{SearchPurpose, SearchSpec};
 use agents::CotPolicy;
-use envs::{CotEnv, Cycle, Difficulty, Env, EnvError, EnvRng, EnvSpec, Info, ObsMut, Step};
-use tch::Device;
+use envs::{AnyEnv, CotEnv, Cycle, Difficulty, Env, EnvError, EnvRng, EnvSpec, Info, ObsMut, Step};
+use search::{CountingEvaluator, OracleEvaluator};
 
-fn env() -> CotEnv<Cycle> {
-    CotEnv::new(Cycle::new(6).unwrap()).unwrap()
+fn env() -> AnyEnv {
+    AnyEnv::custom(CotEnv::new(Cycle::new(6).unwrap()).unwrap())
 }
 
 fn policy<E: Env>(env: &E, seed: u64) -> CotPolicy {
-    let spec = env.spec();
-    let layout = ModelLayout::from_spec(spec).unwrap();
-    let cfg = ModelConfig {
-        heads: 2,
-        head_dim: 8,
-        mlp_factor: 2.0,
-        decoder_layers: 1,
-        ..ModelConfig::default()
-    };
-    CotPolicy::new(spec, &layout, &cfg, seed, Device::Cpu).unwrap()
+    agents::testing::tiny_policy(env, 1, seed)
 }
 
 fn config(value: ValueSource) -> CompareConfig {
     CompareConfig {
-        algos: SearchAlgo::ALL.to_vec(),
+        searchers: default_searchers(),
         budgets: vec![1, 3],
         levels: vec![1, 2],
         episodes: 24,
@@ -83,25 +77,36 @@ fn run(value: ValueSource) -> CompareReport {
 #[test]
 fn every_cell_is_there_and_budget_one_tree_search_is_greedy() {
     let report = run(ValueSource::Head);
-    assert_eq!(report.cells.len(), 5 * 2 * 2);
+    // Greedy has no use for a budget: one cell per level, not one per budget.
+    assert_eq!(report.cells.len(), 2 + 4 * 2 * 2);
+    assert_eq!(
+        report
+            .cells
+            .iter()
+            .filter(|c| c.searcher == "greedy")
+            .count(),
+        2
+    );
     assert_eq!(report.budgets(), vec![1, 3]);
     assert_eq!(report.levels(), vec![1, 2]);
     for d in [1, 2] {
-        let greedy = report.get(SearchAlgo::Greedy, 1, d).unwrap();
+        let greedy = report.get("greedy", 1, d).unwrap();
         assert_eq!(greedy.problems, 24);
-        // Greedy runs once and stands at every budget.
-        let again = report.get(SearchAlgo::Greedy, 3, d).unwrap();
-        assert_eq!((greedy.solved, greedy.evals), (again.solved, again.evals));
+        assert!(greedy.budget_free);
+        assert_eq!(greedy.correct.len(), 24);
+        assert_eq!(greedy.correct.iter().filter(|&&c| c).count(), greedy.solved);
+        // Its one cell answers for any budget.
+        assert_eq!(report.get("greedy", 3, d), Some(greedy));
         // One evaluator call per search is the prior's best action; a beam of width 1 is
         // greedy decoding too.
-        for algo in [SearchAlgo::Mcts, SearchAlgo::Gumbel, SearchAlgo::Beam] {
+        for algo in ["mcts", "gumbel", "beam"] {
             let c = report.get(algo, 1, d).unwrap();
             assert_eq!(c.solved, greedy.solved, "{algo} at budget 1, d{d}");
         }
         // Greedy spends one call per non-terminal state: chain + marker + answer - 1.
         assert!(greedy.evals_per_problem() >= d as f64, "{greedy:?}");
         // More budget, more calls.
-        for algo in [SearchAlgo::Vote, SearchAlgo::Mcts, SearchAlgo::Gumbel] {
+        for algo in ["vote", "mcts", "gumbel"] {
             let lo = report.get(algo, 1, d).unwrap().evals;
             let hi = report.get(algo, 3, d).unwrap().evals;
             assert!(hi > lo, "{algo} d{d}: {lo} -> {hi}");
@@ -110,10 +115,18 @@ fn every_cell_is_there_and_budget_one_tree_search_is_greedy() {
 }
 
 /// The results without the timings.
-fn strip(r: &CompareReport) -> Vec<(SearchAlgo, usize, u32, usize, u64)> {
+fn strip(r: &CompareReport) -> Vec<(String, usize, u32, usize, u64)> {
     r.cells
         .iter()
-        .map(|c| (c.algo, c.budget, c.difficulty, c.solved, c.evals))
+        .map(|c| {
+            (
+                c.searcher.clone(),
+                c.budget,
+                c.difficulty,
+                c.solved,
+                c.evals,
+            )
+        })
         .collect()
 }
 
@@ -131,7 +144,7 @@ fn test_time_search_reads_neither_rewards_nor_answers() {
     let p = policy(&e, 2);
     let cfg = config(ValueSource::Head);
     let plain = compare(&e, &p, &cfg, |_| {}).unwrap();
-    let sealed = compare(&Sealed(e.clone()), &p, &cfg, |_| {}).unwrap();
+    let sealed = compare(&AnyEnv::custom(Sealed(e.clone())), &p, &cfg, |_| {}).unwrap();
     assert_eq!(strip(&plain), strip(&sealed));
 }
 
@@ -140,18 +153,75 @@ fn table_csv_plot_and_events_are_written() {
     let report = run(ValueSource::Head);
     let table = report.table();
     let first = table.lines().next().unwrap();
-    assert!(first.starts_with("searcher  budget"), "{table}");
-    assert!(first.contains("d1") && first.contains("mean"), "{table}");
+    assert!(
+        first.starts_with("searcher  budget  evals/problem  x greedy  ms/problem  tokens/problem"),
+        "{table}"
+    );
+    assert!(
+        first.contains("d1") && first.contains("mean") && first.contains("vs greedy"),
+        "{table}"
+    );
     // Greedy once, then two budgets for the four others.
     assert_eq!(table.lines().count(), 1 + 1 + 4 * 2, "{table}");
+    // Accuracies carry intervals: `xx.x [lo, hi]`.
+    let greedy = table.lines().nth(1).unwrap();
+    assert!(
+        greedy.starts_with("greedy") && greedy.contains(", "),
+        "{table}"
+    );
     let csv = report.to_csv();
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "searcher,budget,difficulty,problems,solved,accuracy,evals_per_problem,seconds"
+        "searcher,budget,difficulty,problems,solved,accuracy,evals_per_problem,seconds,\
+         accuracy_lo95,accuracy_hi95,evals,ms_per_problem,decoder_tokens_per_problem,\
+         encoder_tokens_per_problem,budget_free"
     );
     assert_eq!(lines.count(), report.cells.len());
     assert!(csv.contains("\nmcts,3,2,24,"), "{csv}");
+    // Greedy once per level, without a budget.
+    assert_eq!(csv.matches("\ngreedy,").count(), 2, "{csv}");
+    assert!(csv.contains("\ngreedy,,1,24,"), "{csv}");
+
+    let paired = report.paired_csv();
+    let mut plines = paired.lines();
+    assert!(plines
+        .next()
+        .unwrap()
+        .starts_with("kind,a,a_budget,b,b_budget,difficulty"));
+    // Each of 8 arms against greedy at d1, d2 and all, then matched pairs.
+    let rows: Vec<&str> = plines.collect();
+    assert_eq!(
+        rows.iter().filter(|r| r.starts_with("reference,")).count(),
+        8 * 3,
+        "{paired}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("reference,beam,1,greedy,,all,48,")),
+        "{paired}"
+    );
+    let problems = report.problems_csv();
+    assert_eq!(problems.lines().count(), 1 + report.cells.len());
+    assert!(
+        problems
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("greedy,,1,24,"),
+        "{problems}"
+    );
+    assert_eq!(
+        problems
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .nth(4)
+            .unwrap()
+            .len(),
+        24
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("compare.png");
@@ -159,6 +229,9 @@ fn table_csv_plot_and_events_are_written() {
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(bytes.len() > 5_000, "{} bytes", bytes.len());
+    let written = report.write_csvs(dir.path()).unwrap();
+    assert_eq!(written.len(), 3);
+    assert!(written.iter().all(|p| p.exists()));
 
     let mut logger = Logger::create(dir.path()).unwrap();
     report.log(&mut logger).unwrap();
@@ -169,6 +242,122 @@ fn table_csv_plot_and_events_are_written() {
         "{metrics}"
     );
     assert!(metrics.contains("search/accuracy/vote/mean"), "{metrics}");
+    assert!(
+        metrics.contains("search/accuracy_lo95/vote/mean"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("search/vs_greedy/mcts"), "{metrics}");
+    assert!(
+        metrics.contains("search/accuracy_by_evals/beam"),
+        "{metrics}"
+    );
+}
+
+/// Every searcher at every budget reports the evaluator calls the evaluator was asked for:
+/// a counter wrapped around the policy sees exactly the states the cells claim.
+#[test]
+fn reported_compute_equals_what_the_evaluator_counted() {
+    let e = env();
+    let p = policy(&e, 4);
+    for spec in default_searchers() {
+        for budget in [1, 2, 5] {
+            for d in [1, 2] {
+                let cfg = CompareConfig {
+                    searchers: vec![spec.clone()],
+                    budgets: vec![budget],
+                    levels: vec![d],
+                    ..config(ValueSource::Likelihood)
+                };
+                let mut counter = CountingEvaluator::new(
+                    PolicyEvaluator::new(&p, ValueSource::Likelihood).unwrap(),
+                );
+                let report = compare_with(&e, &mut counter, &cfg, |_| {}).unwrap();
+                assert_eq!(report.cells.len(), 1);
+                let cell = &report.cells[0];
+                assert_eq!(
+                    cell.evals, counter.states as u64,
+                    "{} k={budget} d{d}: reported {} evaluator calls, the evaluator saw {}",
+                    spec.name, cell.evals, counter.states
+                );
+                assert!(cell.evals > 0);
+                // The policy's own count of states agrees as well.
+                assert_eq!(counter.inner().stats().states, counter.states);
+                // Without a policy evaluator, no token count.
+                assert_eq!(cell.decoder_tokens, None);
+            }
+        }
+    }
+}
+
+#[test]
+fn compare_counts_model_tokens_and_matches_compare_with() {
+    let e = env();
+    let p = policy(&e, 4);
+    let cfg = config(ValueSource::Likelihood);
+    let report = compare(&e, &p, &cfg, |_| {}).unwrap();
+    let mut ev = PolicyEvaluator::new(&p, ValueSource::Likelihood).unwrap();
+    let other = compare_with(&e, &mut ev, &cfg, |_| {}).unwrap();
+    assert_eq!(strip(&report), strip(&other));
+    let input = p.model().layout().input_len as u64;
+    for d in [1, 2] {
+        let greedy = report.get("greedy", 1, d).unwrap();
+        // One encoding per problem, and a cached prefix: one decoder position per state.
+        assert_eq!(greedy.encoder_tokens, Some(24 * input));
+        assert_eq!(greedy.decoder_tokens, Some(greedy.evals));
+        // Tree search encodes its root again for every decision.
+        let mcts = report.get("mcts", 3, d).unwrap();
+        assert!(
+            mcts.encoder_tokens.unwrap() > greedy.encoder_tokens.unwrap(),
+            "{mcts:?}"
+        );
+        assert!(mcts.tokens_per_problem().unwrap() > mcts.evals_per_problem());
+    }
+}
+
+#[test]
+fn paired_statistics_on_the_report() {
+    let report = run(ValueSource::Likelihood);
+    let greedy = report.reference().unwrap();
+    assert_eq!(
+        greedy,
+        Arm {
+            searcher: "greedy".into(),
+            budget: None
+        }
+    );
+    // A beam of width 1 is greedy decoding: no discordant problem, nothing to report.
+    let beam1 = Arm {
+        searcher: "beam".into(),
+        budget: Some(1),
+    };
+    let p = report.paired(&beam1, &greedy, None).unwrap();
+    assert_eq!((p.counts.n, p.counts.a_only, p.counts.b_only), (48, 0, 0));
+    assert_eq!((p.diff, p.interval, p.p), (0.0, (0.0, 0.0), 1.0));
+    assert!(!p.significant());
+    // Per level: that level's problems only.
+    assert_eq!(
+        report.paired(&beam1, &greedy, Some(2)).unwrap().counts.n,
+        24
+    );
+    // The interval holds the estimate, and the same report gives the same numbers.
+    let vote = Arm {
+        searcher: "vote".into(),
+        budget: Some(3),
+    };
+    let v = report.paired(&vote, &greedy, None).unwrap();
+    assert!(v.interval.0 <= v.diff && v.diff <= v.interval.1, "{v:?}");
+    assert_eq!(report.paired(&vote, &greedy, None), Some(v));
+    assert_eq!(report.compute_ratio(&greedy), Some(1.0));
+    // Greedy, and its budget-1 equivalents, sit at the 1x compute level.
+    let levels = report.compute_levels();
+    let one = levels.iter().find(|l| l.ratio == 1.0).unwrap();
+    assert!(one.members.iter().any(|(a, _, _)| *a == greedy), "{one:?}");
+    assert_eq!(one.versus.len(), one.members.len() - 1);
+    let text = report.verdicts();
+    assert!(text.contains("~1x greedy's compute"), "{text}");
+    assert!(text.contains("verdict:"), "{text}");
+    let best = report.best_within(1e9).unwrap();
+    assert_eq!(best.b, greedy);
 }
 
 #[test]
@@ -182,7 +371,18 @@ fn bad_requests_are_refused() {
     cfg.levels = vec![9];
     let err = compare(&e, &p, &cfg, |_| {}).unwrap_err().to_string();
     assert!(err.contains("outside the env's range"), "{err}");
-    assert!("mcts".parse::<SearchAlgo>().is_ok());
-    let err = "alphazero".parse::<SearchAlgo>().unwrap_err();
+    let mut cfg = config(ValueSource::Head);
+    cfg.searchers
+        .push(SearchSpec::parse("mcts", SearchPurpose::Evaluate).unwrap());
+    let err = compare(&e, &p, &cfg, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("`mcts` is named twice"), "{err}");
+    assert!(SearchSpec::parse("mcts", SearchPurpose::Evaluate).is_ok());
+    // An evaluator that lets searches read the env's rewards would see the answer.
+    let mut oracle = OracleEvaluator::new(PolicyEvaluator::new(&p, ValueSource::Head).unwrap());
+    let err = compare_with(&e, &mut oracle, &config(ValueSource::Head), |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("reads env rewards"), "{err}");
+    let err = SearchSpec::parse("alphazero", SearchPurpose::Evaluate).unwrap_err();
     assert!(err.contains("greedy, vote, beam, mcts, gumbel"), "{err}");
 }

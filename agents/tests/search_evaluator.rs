@@ -16,16 +16,7 @@ use tch::{Device, Kind, Tensor};
 type Env8 = CotEnv<Cycle>;
 
 fn policy(env: &Env8, seed: u64) -> CotPolicy {
-    let spec = env.spec();
-    let layout = ModelLayout::from_spec(spec).unwrap();
-    let cfg = ModelConfig {
-        heads: 2,
-        head_dim: 8,
-        mlp_factor: 2.0,
-        decoder_layers: 2,
-        ..ModelConfig::default()
-    };
-    CotPolicy::new(spec, &layout, &cfg, seed, Device::Cpu).unwrap()
+    agents::testing::tiny_policy(env, 2, seed)
 }
 
 /// `n` fresh Cycle(8) problems; root `i` has already played `i % 3` oracle actions.

@@ -2,11 +2,9 @@
 //! reward-query accounting, the value warm-up (value head alone, or anchored to an init
 //! run's policy), checkpoints with the anchor, determinism, and learning.
 
-mod common;
-
 use agents::config::RunConfig;
+use agents::testing::{config, runner};
 use agents::{ActMode, Agent};
-use common::{config, runner};
 use tch::{Device, Kind};
 
 const BASE: &str = r#"

@@ -44,6 +44,22 @@ impl<E> Default for Arena<E> {
     }
 }
 
+/// The most chains a chain-level search keeps at once across its roots (beams or samples):
+/// each holds a clone of the env.
+pub(crate) const MAX_LIVE_CHAINS: usize = 1 << 22;
+
+/// Refuses `width` chains per root over `roots` roots when they cannot all be held.
+pub(crate) fn check_width(roots: usize, width: usize) -> Result<(), SearchError> {
+    if roots.checked_mul(width).is_none_or(|n| n > MAX_LIVE_CHAINS) {
+        return Err(SearchError::invalid(
+            "width",
+            width,
+            format!("at most {MAX_LIVE_CHAINS} chains in all ({roots} roots x {width} chains)"),
+        ));
+    }
+    Ok(())
+}
+
 impl<E: Env> Arena<E> {
     /// Checks the roots and budget, resets the arena and calls `begin_search`.
     pub(crate) fn begin(
@@ -285,6 +301,7 @@ impl<E: Env> Searcher<E> for Beam<E> {
     ) -> Result<Vec<SearchOutput>, SearchError> {
         let _ = rng; // beam search is deterministic
         let name = self.name.clone();
+        check_width(roots.len(), self.config.width)?;
         self.arena.begin(&name, roots, evaluator, budget)?;
         let batch = roots.len();
         let na = self.arena.na;

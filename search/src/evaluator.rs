@@ -143,6 +143,98 @@ impl<'a, E> EvalBatch<'a, E> {
     }
 }
 
+/// States queued for one evaluator call, for searchers written outside this crate (the
+/// built-in ones keep their states in their own arenas). Push each state with where it sits
+/// in its root's search, then [`evaluate`](EvalQueue::evaluate) them all in one call.
+#[derive(Debug, Clone)]
+pub struct EvalQueue<E> {
+    envs: Vec<E>,
+    items: Vec<EvalItem>,
+}
+
+impl<E> Default for EvalQueue<E> {
+    fn default() -> Self {
+        EvalQueue {
+            envs: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<E: Env> EvalQueue<E> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empties the queue, keeping its storage.
+    pub fn clear(&mut self) {
+        self.envs.clear();
+        self.items.clear();
+    }
+
+    /// States queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The `i`-th queued state.
+    pub fn env(&self, i: usize) -> &E {
+        &self.envs[i]
+    }
+
+    /// Queues `env`, a state of root `root`'s search: `node` is its id in that search (0 for
+    /// the root), `from` the parent node and the action that led here (`None` for the root),
+    /// `depth` the actions from the root.
+    pub fn push(
+        &mut self,
+        root: usize,
+        node: NodeId,
+        from: Option<(NodeId, usize)>,
+        depth: usize,
+        env: E,
+    ) {
+        let (parent, action) = from.map_or((NO_PARENT, NO_PARENT), |(p, a)| (p, a as u32));
+        self.items.push(EvalItem {
+            root: root as u32,
+            node,
+            parent,
+            action,
+            depth: depth as u32,
+            slot: self.envs.len() as u32,
+        });
+        self.envs.push(env);
+    }
+
+    /// One evaluator call over the queued states of a search with `num_roots` roots: prior
+    /// logits into `logits[i * num_actions..]` and values into `values[i]` for state `i`.
+    /// Slices shorter than the queue needs are an error.
+    pub fn evaluate(
+        &self,
+        evaluator: &mut dyn Evaluator<E>,
+        num_roots: usize,
+        logits: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<(), SearchError> {
+        let n = self.len();
+        let na = self.envs.first().map_or(0, |e| e.spec().num_actions);
+        if logits.len() < n * na || values.len() < n {
+            return Err(SearchError::invalid(
+                "eval_queue output",
+                format!("{} logits, {} values", logits.len(), values.len()),
+                format!("at least {} logits and {n} values", n * na),
+            ));
+        }
+        let batch = EvalBatch::new(&self.envs, &self.items, num_roots);
+        evaluator.evaluate(&batch, &mut logits[..n * na], &mut values[..n])
+    }
+}
+
 /// A batched model of the world's values and policy: for each state of a batch, prior logits
 /// over the env's actions and a scalar value.
 ///

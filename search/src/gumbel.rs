@@ -101,12 +101,7 @@ impl<E: Env> GumbelMuZero<E> {
         Ok(GumbelMuZero {
             config,
             tree: TreeSearch::default(),
-            rule: GumbelRule {
-                config,
-                gumbels: Vec::new(),
-                table: Vec::new(),
-                table_sims: usize::MAX,
-            },
+            rule: GumbelRule::new(config),
         })
     }
 
@@ -123,6 +118,8 @@ struct GumbelRule {
     /// `table[m]` = considered visits with `m` considered actions, for `m <= max`.
     table: Vec<Vec<u32>>,
     table_sims: usize,
+    /// Interior selection scores of one node, `[a]`, reused at every node.
+    scores: Vec<f32>,
 }
 
 /// σ(completed Q) of one node in closed form: visited actions get `(q - shift) * mul`, every
@@ -137,6 +134,22 @@ struct Completed {
 }
 
 impl Completed {
+    /// The σ of node `idx`: at the root for Sequential Halving, the chosen action and the
+    /// improved policy, below it for interior selection.
+    ///
+    /// With `rescale_values`, completed Q-values are shifted and divided by their minimum and
+    /// maximum over the node's **legal** actions only: the Q-values of the visited ones, and
+    /// the completion value (mixed or raw) only while some legal action is unvisited. Illegal
+    /// actions take no part. This deliberately differs from mctx, which completes and rescales
+    /// every action, illegal ones included: as an illegal action is never visited, it carries
+    /// the completion value for the whole search, so once every legal action has been visited
+    /// mctx still stretches the range to that value, which belongs to no action that can be
+    /// chosen, and the σ of the legal actions then depends on whether some action happens to
+    /// be illegal. Restricting the range to legal actions makes σ depend only on the actions it
+    /// scores. The two agree whenever every action is legal or some legal action is unvisited.
+    ///
+    /// `unvisited` is meaningful only while some legal action is unvisited; otherwise the
+    /// completion value took no part in the range and its σ may be arbitrarily large.
     fn of(tree: &TreeStats, idx: usize, cfg: &MixValue) -> Self {
         let base = idx * tree.na;
         let mut sum_visits = 0.0f32;
@@ -199,7 +212,99 @@ impl Completed {
     }
 }
 
+/// Writes the interior selection score of every action of node `idx` into `out`:
+/// `π'(a) - N(a) / (1 + ΣN)` for legal actions, with the improved policy
+/// `π' = softmax(log prior + σ(completed q))` over the legal actions, and `-inf` for illegal
+/// ones. Selecting the argmax makes the visit frequencies track `π'`.
+///
+/// The softmax is a log-sum-exp over exactly the terms it normalizes: one per visited action,
+/// `ln prior(a) + σ(a)`, and one for all unvisited actions together, `ln Σ prior + σ_unvisited`
+/// (they share one σ, so an unvisited action's share of that term is its share of the prior).
+/// Shifting by the largest of these terms makes every weight at most 1 and the normalizer at
+/// least 1: nothing overflows, an underflowing prior only zeroes its own weight, and the scores
+/// stay finite whenever the priors are a softmax over the legal actions and σ is finite.
+/// Visited actions cost one `ln` and one `exp` each; unvisited ones a division.
+fn interior_scores(tree: &TreeStats, idx: usize, cfg: &MixValue, out: &mut [f32]) {
+    let na = tree.na;
+    let base = idx * na;
+    let c = Completed::of(tree, idx, cfg);
+    // The log-weights of the visited actions (kept in `out`), the unvisited actions' total prior
+    // and the visit total.
+    let mut max = f32::NEG_INFINITY;
+    let mut total = 0u32;
+    let mut unvisited_prior = 0.0f32;
+    let mut any_unvisited = false;
+    for a in 0..na {
+        let e = base + a;
+        if !tree.legal[e] {
+            out[a] = f32::NEG_INFINITY;
+            continue;
+        }
+        let n = tree.child_visits[e];
+        if n > 0 {
+            let x = tree.prior[e].ln() + c.t(tree, e);
+            out[a] = x;
+            max = max.max(x);
+            total += n;
+        } else {
+            unvisited_prior += tree.prior[e];
+            any_unvisited = true;
+        }
+    }
+    // `c.unvisited` is a score only when some legal action is unvisited: otherwise the mixed
+    // value took no part in the rescaling and its σ can be arbitrarily large.
+    let unvisited_log = if any_unvisited {
+        unvisited_prior.ln() + c.unvisited
+    } else {
+        f32::NEG_INFINITY
+    };
+    max = max.max(unvisited_log);
+    if max == f32::NEG_INFINITY {
+        // No legal action has a positive prior: every weight is 0.
+        max = 0.0;
+    }
+    let mut z = 0.0f32;
+    for a in 0..na {
+        let e = base + a;
+        if tree.legal[e] && tree.child_visits[e] > 0 {
+            out[a] = (out[a] - max).exp();
+            z += out[a];
+        }
+    }
+    let unvisited_weight = (unvisited_log - max).exp();
+    z += unvisited_weight;
+    let inv_z = if z > 0.0 { 1.0 / z } else { 0.0 };
+    let unvisited_share = unvisited_weight * inv_z;
+    let inv_n = 1.0 / (1.0 + total as f32);
+    for a in 0..na {
+        let e = base + a;
+        if !tree.legal[e] {
+            continue;
+        }
+        let n = tree.child_visits[e];
+        out[a] = if n > 0 {
+            out[a] * inv_z - n as f32 * inv_n
+        } else if unvisited_prior > 0.0 {
+            // The ratio first: it lies in [0, 1], where `unvisited_share / unvisited_prior`
+            // could overflow for a subnormal total prior.
+            tree.prior[e] / unvisited_prior * unvisited_share
+        } else {
+            0.0
+        };
+    }
+}
+
 impl GumbelRule {
+    fn new(config: GumbelConfig) -> Self {
+        GumbelRule {
+            config,
+            gumbels: Vec::new(),
+            table: Vec::new(),
+            table_sims: usize::MAX,
+            scores: Vec::new(),
+        }
+    }
+
     /// Sequential Halving's score at the root: `g + logits + σ(q)` for the actions whose visit
     /// count is `considered`, `-inf` for the others.
     fn root_argmax(&self, tree: &TreeStats, b: usize, considered: u32) -> Option<usize> {
@@ -269,6 +374,7 @@ impl Rule for GumbelRule {
                 .collect();
             self.table_sims = num_sims;
         }
+        self.scores.resize(na, 0.0);
     }
 
     fn select(
@@ -286,50 +392,14 @@ impl Rule for GumbelRule {
             let considered = row[sim.min(row.len().saturating_sub(1))];
             return self.root_argmax(tree, b, considered);
         }
-        // Deterministic selection: visit frequencies track π' = softmax(logits + σ(q)), i.e.
-        // argmax of π'(a) - N(a) / (1 + ΣN). Unvisited actions share one σ, so
-        // π'(a) ∝ prior(a) * exp(σ(a) - M) needs an exp only per visited action.
         let na = tree.na;
-        let base = idx * na;
-        let c = Completed::of(tree, idx, &self.config.qtransform);
-        let mut m = c.unvisited;
-        let mut total = 0u32;
-        for a in 0..na {
-            let e = base + a;
-            if tree.legal[e] && tree.child_visits[e] > 0 {
-                m = m.max(c.t(tree, e));
-                total += tree.child_visits[e];
-            }
-        }
-        let unvisited_weight = (c.unvisited - m).exp();
-        let mut z = 0.0f32;
-        for a in 0..na {
-            let e = base + a;
-            if tree.legal[e] {
-                let w = if tree.child_visits[e] > 0 {
-                    (c.t(tree, e) - m).exp()
-                } else {
-                    unvisited_weight
-                };
-                z += tree.prior[e] * w;
-            }
-        }
-        let inv_z = 1.0 / z;
-        let inv_n = 1.0 / (1.0 + total as f32);
+        let scores = &mut self.scores[..na];
+        interior_scores(tree, idx, &self.config.qtransform, scores);
+        let legal = &tree.legal[idx * na..(idx + 1) * na];
         let mut best: Option<(usize, f32)> = None;
         for a in 0..na {
-            let e = base + a;
-            if tree.legal[e] {
-                let n = tree.child_visits[e];
-                let w = if n > 0 {
-                    (c.t(tree, e) - m).exp()
-                } else {
-                    unvisited_weight
-                };
-                let score = tree.prior[e] * w * inv_z - n as f32 * inv_n;
-                if best.is_none_or(|(_, s)| score > s) {
-                    best = Some((a, score));
-                }
+            if legal[a] && best.is_none_or(|(_, s)| scores[a] > s) {
+                best = Some((a, scores[a]));
             }
         }
         best.map(|(a, _)| a)
@@ -398,10 +468,12 @@ impl<E: Env> Searcher<E> for GumbelMuZero<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::{considered_visits, Completed};
+    use super::{considered_visits, Completed, GumbelConfig, GumbelRule};
     use crate::qtransform::{MixValue, QTransform};
-    use crate::tree::TreeStats;
+    use crate::tree::{Rule, TreeStats};
+    use crate::util::masked_softmax;
     use envs::EnvRng;
+    use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -464,5 +536,132 @@ mod tests {
         );
         assert_eq!(considered_visits(0, 16), (0..16).collect::<Vec<u32>>());
         assert_eq!(considered_visits(1, 16), (0..16).collect::<Vec<u32>>());
+    }
+
+    /// One interior node (flat index 0) with the given edges; `visits[a] > 0` marks a visited
+    /// child whose Q-value is `q[a]` (the tree's discount is 1 and rewards are unused).
+    fn node(prior: &[f32], legal: &[bool], visits: &[u32], q: &[f32], raw: f32) -> TreeStats {
+        let na = prior.len();
+        let mut t = TreeStats::default();
+        t.prepare(1, 1, na, 1.0);
+        t.raw_value[0] = raw;
+        t.num_legal[0] = legal.iter().filter(|&&l| l).count() as u32;
+        t.leaf_end[0] = false;
+        t.prior[..na].copy_from_slice(prior);
+        t.legal[..na].copy_from_slice(legal);
+        t.child_visits[..na].copy_from_slice(visits);
+        t.child_value[..na].copy_from_slice(q);
+        t
+    }
+
+    /// The interior selection (depth 1) at node 0 of `t`, and the scores it chose from.
+    fn select_interior(mut t: TreeStats, qtransform: MixValue) -> (Option<usize>, Vec<f32>) {
+        let mut rule = GumbelRule::new(GumbelConfig {
+            gumbel_scale: 0.0,
+            qtransform,
+            ..GumbelConfig::default()
+        });
+        let mut rng = EnvRng::seed_from_u64(0);
+        rule.begin(&mut t, 8, &mut rng);
+        let chosen = rule.select(&t, 0, 0, 1, 0, &mut rng);
+        (chosen, rule.scores.clone())
+    }
+
+    #[test]
+    fn interior_selection_follows_the_prior_when_all_visited_q_values_are_equal() {
+        // Both children visited once with the same Q-value, the node's own value above it: the
+        // mixed value (1 + 2 * 0.5) / 3 lies above every Q-value, but no action is unvisited, so
+        // it must not enter the scores. Equal σ makes π' the prior, which favours action 1:
+        // π' - N / (1 + ΣN) = [0.3 - 1/3, 0.7 - 1/3].
+        let t = node(&[0.3, 0.7], &[true, true], &[1, 1], &[0.5, 0.5], 1.0);
+        let (chosen, scores) = select_interior(t, MixValue::default());
+        assert_eq!(chosen, Some(1), "scores {scores:?}");
+    }
+
+    /// Logits, Q-values and values from ordinary to far beyond `exp`'s range, with exact ties.
+    const EXTREMES: [f32; 9] = [0.0, 0.5, -0.5, 3.0, -100.0, 1e20, -1e20, 1e30, -1e30];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn interior_selection_is_legal_finite_and_follows_the_improved_policy(
+            edges in proptest::collection::vec(
+                (0..9usize, any::<bool>(), 0..4u32, 0..9usize),
+                1..7,
+            ),
+            equal_q in any::<bool>(),
+            raw in 0..9usize,
+            rescale_values in any::<bool>(),
+            use_mixed_value in any::<bool>(),
+        ) {
+            let na = edges.len();
+            let mut legal: Vec<bool> = edges.iter().map(|e| e.1).collect();
+            legal[0] = legal[0] || legal.iter().all(|&l| !l);
+            let logits: Vec<f32> = (0..na)
+                .map(|a| if legal[a] { EXTREMES[edges[a].0] } else { f32::NEG_INFINITY })
+                .collect();
+            let visits: Vec<u32> = (0..na)
+                .map(|a| if legal[a] { edges[a].2 } else { 0 })
+                .collect();
+            let q: Vec<f32> = (0..na)
+                .map(|a| EXTREMES[if equal_q { edges[0].3 } else { edges[a].3 }])
+                .collect();
+            let raw = EXTREMES[raw];
+            let mut prior = vec![0.0; na];
+            prop_assert!(masked_softmax(&logits, &legal, &mut prior));
+            let cfg = MixValue { rescale_values, use_mixed_value, ..MixValue::default() };
+            let t = node(&prior, &legal, &visits, &q, raw);
+
+            // The reference: σ by the reference transform, π' = softmax(logits + σ) in f64, the
+            // logits shifted by their maximum first (softmax ignores the shift) so that equal
+            // huge logits do not swallow σ.
+            let mut sigma = vec![0.0; na];
+            let mut qbuf = vec![0.0; na];
+            QTransform::CompletedByMixValue(cfg).apply(&t.node_stats(0, &mut qbuf), &mut sigma);
+            let top = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) as f64;
+            let x: Vec<f64> = (0..na)
+                .map(|a| (logits[a] as f64 - top) + sigma[a] as f64)
+                .collect();
+            let max = (0..na)
+                .filter(|&a| legal[a])
+                .map(|a| x[a])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = (0..na).filter(|&a| legal[a]).map(|a| (x[a] - max).exp()).sum();
+            let total: u32 = visits.iter().sum();
+            let want: Vec<f64> = (0..na)
+                .map(|a| (x[a] - max).exp() / z - visits[a] as f64 / (1.0 + total as f64))
+                .collect();
+
+            let (chosen, scores) = select_interior(t, cfg);
+            let chosen = chosen.expect("a legal action exists");
+            prop_assert!(legal[chosen], "chose illegal {chosen}: scores {scores:?}");
+            let mut policy_mass = 0.0f64;
+            for a in 0..na {
+                if legal[a] {
+                    prop_assert!(scores[a].is_finite(), "action {a}: scores {scores:?}");
+                    policy_mass += scores[a] as f64 + visits[a] as f64 / (1.0 + total as f64);
+                } else {
+                    prop_assert_eq!(scores[a], f32::NEG_INFINITY);
+                }
+            }
+            prop_assert!((policy_mass - 1.0).abs() < 1e-5, "π' sums to {policy_mass}");
+            // A huge σ (Q-values of 1e20 and more without rescaling) swamps the logits in f32's
+            // `ln prior + σ` and in f64's `logits + σ` at different magnitudes: compare with the
+            // reference only where σ is moderate.
+            if sigma.iter().all(|s| s.abs() <= 1e3) {
+                for a in (0..na).filter(|&a| legal[a]) {
+                    prop_assert!(
+                        (scores[a] as f64 - want[a]).abs() < 1e-4,
+                        "action {a}: scores {scores:?}, want {want:?}"
+                    );
+                }
+                let best = (0..na)
+                    .filter(|&a| legal[a])
+                    .map(|a| want[a])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                prop_assert!(want[chosen] >= best - 1e-4, "chose {chosen}: want {want:?}");
+            }
+        }
     }
 }

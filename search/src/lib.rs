@@ -90,8 +90,8 @@ pub use answer::{AfterAction, Answer, LastAction, WholeChain};
 pub use chain::{Beam, BeamConfig, BeamScore, Greedy};
 pub use error::SearchError;
 pub use evaluator::{
-    CountingEvaluator, EvalBatch, EvalRequest, Evaluator, NodeId, OracleEvaluator, RewardUse,
-    ScriptedEvaluator, UniformEvaluator,
+    CountingEvaluator, EvalBatch, EvalQueue, EvalRequest, Evaluator, NodeId, OracleEvaluator,
+    RewardUse, ScriptedEvaluator, UniformEvaluator,
 };
 pub use gumbel::{considered_visits, GumbelConfig, GumbelMuZero};
 pub use mcts::{Mcts, MctsConfig};

@@ -28,6 +28,8 @@ pub struct MixValue {
     /// `c_visit`.
     pub maxvisit_init: f32,
     /// Rescale completed Q-values to [0, 1] by their min and max over legal actions first.
+    /// Illegal actions take no part, so once every legal action is visited the completion
+    /// value leaves the range (mctx keeps it there through the never-visited illegal actions).
     pub rescale_values: bool,
     /// Complete unvisited actions with the mixed value (else with the raw value).
     pub use_mixed_value: bool,

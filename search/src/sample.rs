@@ -160,6 +160,7 @@ impl<E: Env> Searcher<E> for Sample<E> {
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
         let name = Searcher::<E>::name(self);
+        crate::chain::check_width(roots.len(), self.config.num_samples)?;
         self.arena.begin(&name, roots, evaluator, budget)?;
         let batch = roots.len();
         let na = self.arena.na;

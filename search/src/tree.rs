@@ -206,6 +206,10 @@ pub(crate) fn check_roots<E: Env>(roots: &[E]) -> Result<usize, SearchError> {
     Ok(na)
 }
 
+/// The most edges (roots x nodes x actions) a batched tree search allocates: about 5 GB of
+/// statistics.
+pub(crate) const MAX_TREE_EDGES: usize = 1 << 28;
+
 /// Reusable storage of a batched tree search.
 pub(crate) struct TreeSearch<E> {
     pub(crate) stats: TreeStats,
@@ -248,6 +252,23 @@ impl<E: Env> TreeSearch<E> {
         let na = check_roots(roots)?;
         let batch = roots.len();
         let oracle = evaluator.reward_use() == RewardUse::Oracle;
+        // The tree is allocated up front, a row of edges per node: refuse what cannot fit
+        // rather than fail inside the allocator.
+        let edges = num_sims
+            .checked_add(1)
+            .and_then(|cap| cap.checked_mul(batch))
+            .and_then(|nodes| nodes.checked_mul(na));
+        if edges.is_none_or(|e| e > MAX_TREE_EDGES) {
+            return Err(SearchError::invalid(
+                "budget",
+                num_sims.saturating_add(1),
+                format!(
+                    "at most {MAX_TREE_EDGES} tree edges in all (roots x (budget) x actions = \
+                     {batch} x {} x {na})",
+                    num_sims.saturating_add(1)
+                ),
+            ));
+        }
         let cap = num_sims + 1;
         self.stats.prepare(batch, cap, na, discount);
         self.stats.use_rewards = oracle;

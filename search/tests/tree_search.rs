@@ -140,6 +140,50 @@ fn gumbel_improved_policy_matches_its_formula_on_a_bandit() {
 }
 
 #[test]
+fn gumbel_interior_selection_follows_the_prior_when_visited_q_values_tie() {
+    // A full binary tree of depth 3: node i has children 2i + 1 (action 0) and 2i + 2 (action
+    // 1), nodes 7..=14 are terminal leaves. Node 1 is valued 1 but both its children 0, so once
+    // both are visited their Q-values tie below the mixed value; its logits favour action 1,
+    // towards node 4 and the leaf 9 worth 1. Following softmax(logits + σ) there reveals that
+    // leaf and makes root action 0 the best. Picking node 1's first action instead (as a
+    // selection that lets the mixed value into its scores does, all scores becoming NaN) never
+    // finds it and flips the root's choice to action 1.
+    let nodes: Vec<TreeNode> = (0..15)
+        .map(|i| {
+            if i < 7 {
+                TreeNode::branch(vec![Some(2 * i + 1), Some(2 * i + 2)])
+            } else {
+                TreeNode::leaf(0.0)
+            }
+        })
+        .collect();
+    let env = TreeEnv::new(2, nodes).unwrap();
+    let mut values = vec![0.0f32; 15];
+    values[1] = 1.0;
+    values[2] = 0.5;
+    values[6] = 0.5;
+    values[9] = 1.0;
+    let logits = vec![vec![-1.0, 1.0], vec![0.0, 1.0]];
+    let cfg = GumbelConfig {
+        gumbel_scale: 0.0,
+        ..GumbelConfig::default()
+    };
+    let mut g = GumbelMuZero::new(cfg).unwrap();
+    let mut eval = by_node(values, logits);
+    let out = &g
+        .search(&[env], &mut eval, 10, &mut EnvRng::seed_from_u64(0))
+        .unwrap()[0];
+    // What mctx's gumbel_muzero_policy returns on the same tree (terminal leaves keep their
+    // value when revisited).
+    assert_eq!(out.actions, vec![0], "{out:?}");
+    assert_eq!(out.visit_counts, vec![5, 4], "{out:?}");
+    assert!((out.value - 0.4).abs() < 1e-6, "{out:?}");
+    for (p, want) in out.policy.iter().zip([0.970_687_75f32, 0.029_312_23]) {
+        assert!((p - want).abs() < 1e-5, "{out:?}");
+    }
+}
+
+#[test]
 fn gumbel_sequential_halving_spends_visits_by_the_table() {
     let env = TreeEnv::bandit(&[0.0; 6]).unwrap();
     let values = vec![0.0, 0.1, 0.9, 0.3, 0.5, 0.2, 0.7];
@@ -260,5 +304,42 @@ fn illegal_actions_are_never_selected() {
             "{}",
             s.name()
         );
+    }
+}
+
+/// A budget whose tree, beam or sample set cannot fit in memory is refused with an error,
+/// not a failed allocation or an overflow.
+#[test]
+fn an_impossible_budget_is_an_error() {
+    let mut rng = EnvRng::seed_from_u64(0);
+    let mut env = envs::CotEnv::new(envs::Cycle::new(6).unwrap()).unwrap();
+    envs::Env::reset(&mut env, &mut rng, 2).unwrap();
+    let roots = vec![env];
+    let mut ev = UniformEvaluator::new(0.0);
+    for budget in [usize::MAX, 1 << 40] {
+        let mut mcts = Mcts::new(MctsConfig::default()).unwrap();
+        let err = mcts.search(&roots, &mut ev, budget, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("tree edges"), "{err}");
+        let mut gumbel = GumbelMuZero::new(GumbelConfig::default()).unwrap();
+        let err = gumbel
+            .search(&roots, &mut ev, budget, &mut rng)
+            .unwrap_err();
+        assert!(err.to_string().contains("tree edges"), "{err}");
+    }
+    for width in [usize::MAX, 1 << 30] {
+        let mut beam = Beam::new(BeamConfig {
+            width,
+            score: BeamScore::LogProb,
+        })
+        .unwrap();
+        let err = beam.search(&roots, &mut ev, 100, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("chains in all"), "{err}");
+        let mut sample = Sample::<envs::CotEnv<envs::Cycle>>::new(SampleConfig {
+            num_samples: width,
+            ..SampleConfig::default()
+        })
+        .unwrap();
+        let err = sample.search(&roots, &mut ev, 100, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("chains in all"), "{err}");
     }
 }

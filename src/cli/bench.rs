@@ -45,8 +45,8 @@ struct EnvsArgs {
     /// Sequence length L, 2..=2^20.
     #[arg(long, default_value_t = 100)]
     length: usize,
-    /// Problems per batch (and envs in the VecEnv), at least 1.
-    #[arg(long, default_value_t = 4096, value_parser = at_least_one)]
+    /// Problems per batch (and envs in the VecEnv), 1..=2^20.
+    #[arg(long, default_value_t = 4096, value_parser = in_range::<{ 1 << 20 }>)]
     batch: usize,
     /// Seconds per figure.
     #[arg(long, default_value_t = 1.0, value_parser = seconds)]
@@ -55,27 +55,28 @@ struct EnvsArgs {
 
 #[derive(Debug, clap::Args)]
 struct SearchArgs {
-    /// Roots searched together, at least 1.
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Roots searched together, 1..=4096.
+    #[arg(long, default_value_t = 64, value_parser = in_range::<4096>)]
     batch: usize,
-    /// Simulations per root, at least 1 (the budget is sims + 1 evaluator calls).
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Simulations per root, 1..=4096 (the budget is sims + 1 evaluator calls).
+    #[arg(long, default_value_t = 64, value_parser = in_range::<4096>)]
     sims: usize,
-    /// Actions of the env, at least 1.
-    #[arg(long, default_value_t = 40, value_parser = at_least_one)]
+    /// Actions of the env, 1..=4096.
+    #[arg(long, default_value_t = 40, value_parser = in_range::<4096>)]
     actions: usize,
-    /// Hidden width of the MLP evaluator, at least 1.
-    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    /// Hidden width of the MLP evaluator, 1..=4096.
+    #[arg(long, default_value_t = 64, value_parser = in_range::<4096>)]
     hidden: usize,
     /// Seconds of searches per searcher (at least 3 searches).
     #[arg(long, default_value_t = 1.0, value_parser = seconds)]
     seconds: f64,
 }
 
-fn at_least_one(text: &str) -> Result<usize, String> {
+/// An integer in `1..=MAX`: the bounds keep a benchmark's buffers within memory.
+fn in_range<const MAX: usize>(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("expected an integer >= 1, got `{text}`")),
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("expected an integer in 1..={MAX}, got `{text}`")),
     }
 }
 

@@ -27,9 +27,14 @@ pub struct Args {
     /// A checkpoint file of the run (default: the latest).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
-    /// Fresh problems per difficulty.
-    #[arg(long, default_value_t = 1000)]
-    episodes: usize,
+    /// Fresh problems per difficulty, 1..=1000000.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    episodes: u32,
     /// Difficulties to evaluate, e.g. 1,2,3 (default: the run's eval levels, else its
     /// training levels).
     #[arg(long, value_delimiter = ',', value_name = "LEVELS")]
@@ -86,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let mut eval_cfg = cfg.eval.clone();
-    eval_cfg.episodes = args.episodes.max(1);
+    eval_cfg.episodes = args.episodes as usize;
     eval_cfg.examples = 0;
     let modes: &[ActMode] = if args.greedy_only {
         &[ActMode::Greedy]

@@ -36,6 +36,9 @@ enum Command {
 /// Parses the command line and runs the subcommand.
 pub fn run() -> anyhow::Result<()> {
     let cli = CliArgs::parse();
+    if !matches!(cli.command, Command::Train(_)) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
@@ -43,5 +46,17 @@ pub fn run() -> anyhow::Result<()> {
         Command::Envs(args) => envs::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),
+    }
+}
+
+/// Lets a short command end quietly when the reader of its output goes away
+/// (`factorexe envs list | head -1`), as Unix tools do: Rust ignores SIGPIPE, so the next
+/// print would panic instead. Training keeps ignoring it: a closed stdout must not end a run
+/// (its prints tolerate the closed pipe).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -14,19 +14,21 @@ pub struct RuntimeArgs {
     /// Device: auto (CUDA when present, else CPU), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// libtorch intra-op threads (default: libtorch's choice, one per core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// libtorch intra-op threads, 1..=1024 (default: libtorch's choice, one per core).
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub threads: Option<u16>,
 }
 
 impl RuntimeArgs {
     /// Applies the thread count and resolves the device.
     pub fn apply(&self) -> anyhow::Result<tch::Device> {
         if let Some(n) = self.threads {
-            if n == 0 {
-                bail!("--threads 0: expected at least 1 thread");
-            }
-            tch::set_num_threads(n as i32);
+            tch::set_num_threads(i32::from(n));
         }
         Ok(self.device.resolve()?)
     }
@@ -88,6 +90,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.overwrite = args.overwrite;
     opts.device = device;
     opts.progress = !args.no_progress;
-    train(opts)?;
+    let summary = train(opts)?;
+    if summary.interrupted {
+        // Saved, but not finished: a distinct status tells a script or scheduler (Slurm
+        // requeues on it) that `--resume` has more to do.
+        std::process::exit(INTERRUPTED_STATUS);
+    }
     Ok(())
 }
+
+/// Exit status of a run stopped by a signal after it saved its checkpoint (128 + SIGINT, as
+/// a shell reports an interrupted program).
+pub const INTERRUPTED_STATUS: i32 = 130;

@@ -1,5 +1,5 @@
-//! `CotSupervised`: teacher forcing on the oracle chain (the original's COT mode, reference
-//! §3.4, in the MDP form of `docs/cot-mdp.md`).
+//! `CotSupervised`: teacher forcing on the oracle chain (the original research code's COT
+//! mode, in the MDP form of `docs/cot-mdp.md`).
 //!
 //! The oracle's actions are `chain ++ [ANSWER] ++ answer`. The decoder reads START and the
 //! oracle actions and predicts each next one; the loss is
@@ -22,9 +22,10 @@ use crate::agent::{
     collect_declared, Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience,
     Metrics,
 };
-use crate::model::ModelLayout;
 use crate::optim::{micro_batches, AdamW};
-use crate::policy::{load_optim, optim_tensors, step_kinds, token_stats, weighted_sum, CotPolicy};
+use crate::policy::{
+    load_training_state, step_kinds, token_stats, training_state, weighted_sum, CotPolicy,
+};
 
 /// `[algo]` options of `cot_supervised`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,25 +79,13 @@ impl CotSupervised {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with
     /// `micro_batches` gradient-accumulation parts; weights from `seed`.
     pub fn new(ctx: &AgentContext<'_>, cfg: &CotSupervisedConfig) -> Result<Self, AgentError> {
-        let AgentContext {
-            spec,
-            model,
-            optim,
-            steps,
-            micro_batches,
-            seed,
-            device,
-            ..
-        } = *ctx;
-        let layout =
-            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
-        let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
-        let opt = AdamW::new(policy.var_store(), optim, steps);
+        let policy = ctx.cot_policy()?;
+        let opt = ctx.optimizer(policy.var_store());
         Ok(CotSupervised {
             policy,
             opt,
             cfg: cfg.clone(),
-            micro_batches: micro_batches.max(1),
+            micro_batches: ctx.micro_batches.max(1),
         })
     }
 
@@ -190,14 +179,11 @@ impl Agent for CotSupervised {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.policy.param_tensors();
-        v.extend(optim_tensors(&self.opt));
-        v
+        training_state(&self.policy, &self.opt)
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
-        self.policy.load_params(tensors)?;
-        load_optim(&mut self.opt, tensors)
+        load_training_state(&mut self.policy, &mut self.opt, tensors)
     }
 
     fn policy(&self) -> Option<&CotPolicy> {
@@ -230,7 +216,7 @@ impl BuildAgent for CotSupervised {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Override, RunConfig};
+    use crate::config::RunConfig;
     use crate::rollout::{Collector, Lockstep};
     use crate::runner::Runner;
     use crate::ActMode;
@@ -262,8 +248,7 @@ every = 0
 episodes = 200
 sampled = false
 "#;
-        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+        crate::testing::config(text, sets)
     }
 
     /// The CI learning test: chain supervision solves Cycle(L=8) at 1..3 hops.

@@ -2,8 +2,9 @@
 //! 2017; AlphaZero's training loop on the chain-of-thought MDP).
 //!
 //! Each update plays one episode per problem (`samples_per_problem` with different search
-//! draws) where **every action is chosen by a search** ([`search::GumbelMuZero`] or
-//! [`search::Mcts`]) from the current state, over the current network
+//! draws) where **every action is chosen by a search** (`searcher`: any registered searcher
+//! that plays one action per search, [`crate::searchers`]; by default Gumbel MuZero, or
+//! MCTS) from the current state, over the current network
 //! ([`PolicyEvaluator`]). The search's improved policy at each state (Gumbel's
 //! `softmax(logits + σ(completed Q))`, or MCTS's visit distribution) becomes the policy
 //! target, and the episode's outcome the value target:
@@ -72,10 +73,7 @@ use std::sync::Arc;
 use envs::{Difficulty, Env, EnvError, EnvRng, EnvSpec, Info, ObsMut, Step};
 use ndarray::{s, Array2, Array3};
 use rand::{Rng, SeedableRng};
-use search::{
-    GumbelConfig, GumbelMuZero, Mcts, MctsConfig, MixValue, OracleEvaluator, QTransform,
-    SearchError, SearchOutput, Searcher,
-};
+use search::{OracleEvaluator, SearchOutput};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -85,25 +83,13 @@ use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
     Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience, Metrics,
 };
-use crate::model::ModelLayout;
 use crate::optim::{micro_batches, AdamW};
 use crate::policy::{
-    load_optim, masked_log_softmax, optim_tensors, step_kinds, CotPolicy, MODEL_PREFIX,
+    load_training_state, masked_log_softmax, step_kinds, training_state, CotPolicy, MODEL_PREFIX,
 };
 use crate::rollout::Lockstep;
 use crate::search_eval::{PolicyEvaluator, ValueSource};
-
-/// The searcher that plays the episodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitSearcher {
-    /// Gumbel MuZero: policy improvement guaranteed even with few simulations; the target is
-    /// the completed-Q policy.
-    #[default]
-    Gumbel,
-    /// AlphaZero MCTS (PUCT, root Dirichlet noise); the target is the visit distribution.
-    Mcts,
-}
+use crate::searchers::{Plays, SearchContext, SearchPurpose, SearchSpec, MAX_BUDGET};
 
 /// Whether the training-time search may read env rewards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -153,8 +139,11 @@ pub enum PolicyTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExpertIterationConfig {
-    /// The searcher choosing every action of the played episodes.
-    pub searcher: ExitSearcher,
+    /// The searcher choosing every action of the played episodes, with its settings (a
+    /// registered searcher that plays one action per search; its settings default to their
+    /// training values: exploration on). In TOML: `searcher = "mcts"` or `searcher = { name
+    /// = "gumbel", max_considered = 8 }`.
+    pub searcher: SearchSpec,
     /// Evaluator calls per search (one search per step), `>= 2` (1 would be the raw policy).
     pub budget: usize,
     /// Episodes played per problem (consecutive rows), `>= 1`.
@@ -174,19 +163,11 @@ pub struct ExpertIterationConfig {
     pub value_target: ValueTarget,
     /// Whether the search may read env rewards (see the module doc).
     pub search_rewards: SearchRewards,
-    /// Gumbel: root actions considered by Sequential Halving.
-    pub max_considered: usize,
-    /// Gumbel: scale of the root Gumbel noise (exploration), `>= 0`.
-    pub gumbel_scale: f64,
     /// Take values as probabilities in `[0, 1]`: MCTS normalizes Q by these bounds and
     /// Gumbel does not rescale them (off: mctx's min-max normalization over each node's
     /// children, which turns the smallest value difference of a young value head into a
     /// near one-hot target and collapses the policy).
     pub bounded_values: bool,
-    /// MCTS: weight of the root Dirichlet noise, in `[0, 1]`.
-    pub dirichlet_fraction: f64,
-    /// MCTS: the action is drawn from visits^(1/temperature); 0 takes the most visited.
-    pub temperature: f64,
     /// During the value warm-up of a run with `init`: weight of the cross-entropy to the
     /// init network's policy, which holds the policy where `init` left it while the whole
     /// decoder learns the value, `>= 0`; 0 trains the value head alone (a linear probe).
@@ -199,12 +180,29 @@ pub struct ExpertIterationConfig {
     /// replaces the search's target at the answer steps (0: the search's target there), as
     /// `reinforce`'s `answer_supervision`; averaged over the answer steps of the batch.
     pub answer_supervision: f64,
+    /// Older spelling of gumbel's `max_considered`, from configs written before searchers
+    /// took their own settings: read, folded into `searcher` when it is gumbel (ignored
+    /// otherwise, as it was), never written. So are the three below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_considered: Option<usize>,
+    /// Older spelling of gumbel's `gumbel_scale` (see `max_considered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gumbel_scale: Option<f64>,
+    /// Older spelling of mcts's `dirichlet_fraction` (see `max_considered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirichlet_fraction: Option<f64>,
+    /// Older spelling of mcts's `temperature` (see `max_considered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
 }
 
 impl Default for ExpertIterationConfig {
     fn default() -> Self {
         ExpertIterationConfig {
-            searcher: ExitSearcher::Gumbel,
+            searcher: SearchSpec {
+                name: "gumbel".into(),
+                settings: toml::Table::new(),
+            },
             budget: 16,
             samples_per_problem: 1,
             policy_weight: 1.0,
@@ -214,14 +212,14 @@ impl Default for ExpertIterationConfig {
             search_value: ValueSource::Head,
             value_target: ValueTarget::Outcome,
             search_rewards: SearchRewards::Ignore,
-            max_considered: 16,
-            gumbel_scale: 1.0,
             bounded_values: true,
-            dirichlet_fraction: 0.25,
-            temperature: 1.0,
             anchor_weight: 1.0,
             init: String::new(),
             answer_supervision: 0.0,
+            max_considered: None,
+            gumbel_scale: None,
+            dirichlet_fraction: None,
+            temperature: None,
         }
     }
 }
@@ -229,9 +227,10 @@ impl Default for ExpertIterationConfig {
 impl ExpertIterationConfig {
     /// Checks ranges, naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.budget < 2 {
+        if !(2..=MAX_BUDGET).contains(&self.budget) {
             return Err(format!(
-                "algo.budget = {}: expected an integer >= 2 (evaluator calls per search)",
+                "algo.budget = {}: expected an integer in 2..={MAX_BUDGET} (evaluator calls \
+                 per search)",
                 self.budget
             ));
         }
@@ -241,8 +240,6 @@ impl ExpertIterationConfig {
         for (k, v) in [
             ("policy_weight", self.policy_weight),
             ("value_weight", self.value_weight),
-            ("gumbel_scale", self.gumbel_scale),
-            ("temperature", self.temperature),
             ("anchor_weight", self.anchor_weight),
             ("answer_supervision", self.answer_supervision),
         ] {
@@ -257,15 +254,20 @@ impl ExpertIterationConfig {
                     .into(),
             );
         }
-        if !(0.0..=1.0).contains(&self.dirichlet_fraction) {
+        let entry = self
+            .searcher
+            .entry()
+            .map_err(|e| format!("algo.searcher: {e}"))?;
+        if entry.plays != Plays::EachAction {
             return Err(format!(
-                "algo.dirichlet_fraction = {}: expected a number in [0, 1]",
-                self.dirichlet_fraction
+                "algo.searcher = {:?}: it plays whole chains; expert iteration needs a searcher \
+                 that plays one action per search and returns an improved policy (mcts, gumbel)",
+                self.searcher.name
             ));
         }
-        if self.max_considered == 0 {
-            return Err("algo.max_considered = 0: expected an integer >= 1".into());
-        }
+        self.searcher
+            .resolved(SearchPurpose::Train)
+            .map_err(|e| format!("algo.searcher: {e}"))?;
         Ok(())
     }
 
@@ -274,28 +276,44 @@ impl ExpertIterationConfig {
         self.answer_supervision > 0.0 || self.value_target == ValueTarget::AnswerProb
     }
 
-    fn searcher<'e, E: Env + 'e>(&self) -> Result<Box<dyn Searcher<E> + 'e>, SearchError> {
-        Ok(match self.searcher {
-            ExitSearcher::Gumbel => Box::new(GumbelMuZero::new(GumbelConfig {
-                max_num_considered_actions: self.max_considered,
-                gumbel_scale: self.gumbel_scale as f32,
-                qtransform: MixValue {
-                    rescale_values: !self.bounded_values,
-                    ..MixValue::default()
-                },
-                ..GumbelConfig::default()
-            })?),
-            ExitSearcher::Mcts => Box::new(Mcts::new(MctsConfig {
-                dirichlet_fraction: self.dirichlet_fraction as f32,
-                temperature: self.temperature as f32,
-                qtransform: if self.bounded_values {
-                    QTransform::MinMax { min: 0.0, max: 1.0 }
-                } else {
-                    QTransform::default()
-                },
-                ..MctsConfig::default()
-            })?),
-        })
+    /// Folds the older top-level searcher keys into `searcher` and completes its settings
+    /// with their training defaults.
+    pub fn complete(&mut self) -> Result<(), String> {
+        let mut settings = self.searcher.settings.clone();
+        let folded: [(&str, &str, Option<toml::Value>); 4] = [
+            (
+                "gumbel",
+                "max_considered",
+                self.max_considered
+                    .take()
+                    .map(|v| toml::Value::Integer(v as i64)),
+            ),
+            (
+                "gumbel",
+                "gumbel_scale",
+                self.gumbel_scale.take().map(toml::Value::Float),
+            ),
+            (
+                "mcts",
+                "dirichlet_fraction",
+                self.dirichlet_fraction.take().map(toml::Value::Float),
+            ),
+            (
+                "mcts",
+                "temperature",
+                self.temperature.take().map(toml::Value::Float),
+            ),
+        ];
+        for (searcher, key, value) in folded {
+            if let Some(v) = value {
+                if self.searcher.name == searcher && !settings.contains_key(key) {
+                    settings.insert(key.to_string(), v);
+                }
+            }
+        }
+        self.searcher = SearchSpec::resolve(&self.searcher.name, &settings, SearchPurpose::Train)
+            .map_err(|e| format!("algo.searcher: {e}"))?;
+        Ok(())
     }
 }
 
@@ -362,62 +380,65 @@ pub struct ExpertIteration {
     cfg: ExpertIterationConfig,
     micro_batches: usize,
     num_actions: usize,
-    /// Improved-policy targets `(N, T, A)` of the episodes last collected.
-    targets: Option<Array3<f32>>,
-    stats: CollectStats,
     /// `algo.init`, loaded before the first update of a fresh run.
     init: InitFrom,
-    /// Value targets `(N, T + 1)` of the episodes last collected, when not their outcomes.
-    value_targets: Option<Array2<f32>>,
     /// A frozen copy of the init network, the policy target of the value warm-up.
     anchor: Option<CotPolicy>,
-    /// The correct answers of the rows last collected, when the config reads them.
+}
+
+/// What [`ExpertIteration`]'s `collect` hands its `update`: the played episodes and what the
+/// search and the value targets made of them.
+#[derive(Debug)]
+pub struct ExitBatch {
+    /// The played episodes.
+    pub episodes: Episodes,
+    /// The search's improved-policy targets `(N, T, A)`; `None`: one-hot on the actions
+    /// taken (the value warm-up, or episodes collected elsewhere).
+    targets: Option<Array3<f32>>,
+    /// Value targets `(N, T + 1)` when not the episodes' outcomes.
+    value_targets: Option<Array2<f32>>,
+    /// The correct answer of each row, when the config reads them.
     answers: Option<Vec<Vec<i64>>>,
+    stats: CollectStats,
+}
+
+impl ExitBatch {
+    /// Episodes collected elsewhere (an oracle, another agent), learned from as behaviour
+    /// cloning of their actions with their outcomes as value targets.
+    pub fn from_episodes(episodes: Episodes) -> Self {
+        ExitBatch {
+            episodes,
+            targets: None,
+            value_targets: None,
+            answers: None,
+            stats: CollectStats::default(),
+        }
+    }
 }
 
 /// Checkpoint prefix of the anchor network's parameters.
 const ANCHOR_PREFIX: &str = "anchor/";
-
-fn search_failed(e: SearchError) -> AgentError {
-    AgentError::Incompatible(format!("search failed: {e}"))
-}
 
 impl ExpertIteration {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with
     /// `micro_batches` gradient-accumulation parts; weights from `seed` (replaced by
     /// `cfg.init`'s before the first update).
     pub fn new(ctx: &AgentContext<'_>, cfg: &ExpertIterationConfig) -> Result<Self, AgentError> {
-        let AgentContext {
-            spec,
-            model,
-            optim,
-            steps,
-            micro_batches,
-            seed,
-            device,
-            ..
-        } = *ctx;
-        let layout =
-            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
-        let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
+        let policy = ctx.cot_policy()?;
         let anchor = if !cfg.init.is_empty() && cfg.anchor_weight > 0.0 {
-            Some(CotPolicy::new(spec, &layout, model, seed, device)?)
+            Some(ctx.cot_policy()?)
         } else {
             None
         };
-        let opt = AdamW::new(policy.var_store(), optim, steps);
+        let opt = ctx.optimizer(policy.var_store());
         Ok(ExpertIteration {
             policy,
             opt,
             cfg: cfg.clone(),
-            micro_batches: micro_batches.max(1),
-            num_actions: spec.num_actions,
-            targets: None,
-            stats: CollectStats::default(),
+            micro_batches: ctx.micro_batches.max(1),
+            num_actions: ctx.spec.num_actions,
             init: InitFrom::new(&cfg.init),
-            value_targets: None,
             anchor,
-            answers: None,
         })
     }
 
@@ -441,11 +462,11 @@ impl ExpertIteration {
         self.opt.steps() < self.cfg.value_warmup_steps
     }
 
-    /// The targets of `ep`: the stored search policies when they belong to it, else one-hot
-    /// on the actions taken (behaviour cloning of episodes collected elsewhere).
-    fn targets_for(&mut self, ep: &Episodes) -> Array3<f32> {
+    /// The targets of `ep`: the search's policies when collected with it, else one-hot on
+    /// the actions taken.
+    fn targets_for(&self, ep: &Episodes, searched: Option<Array3<f32>>) -> Array3<f32> {
         let (n, t, a) = (ep.len(), ep.max_len(), self.num_actions);
-        if let Some(tg) = self.targets.take() {
+        if let Some(tg) = searched {
             if tg.dim() == (n, t, a) {
                 return tg;
             }
@@ -554,18 +575,18 @@ impl ExpertIteration {
         ]
     }
 
-    /// Plays the problems of `ctx` with a search choosing every action.
+    /// Plays the problems of `ctx` with a search choosing every action; returns the
+    /// episodes, the search's policy targets `(N, T, A)` and what the searches spent.
     fn collect_searched(
         &mut self,
         ctx: &mut Collector<'_>,
         k: usize,
         rng: &mut EnvRng,
-    ) -> Result<Episodes, AgentError> {
+    ) -> Result<(Episodes, Array3<f32>, CollectStats), AgentError> {
         let na = self.num_actions;
-        let mut searcher = self
-            .cfg
-            .searcher::<Tally<envs::AnyEnv>>()
-            .map_err(search_failed)?;
+        let spec = self.cfg.searcher.clone();
+        let bounded_values = self.cfg.bounded_values;
+        let mut searcher: Option<Box<dyn search::Searcher<envs::AnyEnv>>> = None;
         let mut evaluator = PolicyEvaluator::new(&self.policy, self.cfg.search_value)?;
         let oracle = self.cfg.search_rewards == SearchRewards::Oracle;
         let budget = self.cfg.budget;
@@ -576,7 +597,9 @@ impl ExpertIteration {
             ..CollectStats::default()
         };
         let terminals = Arc::new(AtomicUsize::new(0));
-        let mut roots: Vec<Tally<envs::AnyEnv>> = Vec::new();
+        // The roots are wrapped to count the episodes the search finishes; as `AnyEnv`s they
+        // go to any registered searcher.
+        let mut roots: Vec<envs::AnyEnv> = Vec::new();
         let mut live: Vec<usize> = Vec::new();
         let ep = ctx.run_episodes(
             |obs: &BatchObs<'_>, envs: &[envs::AnyEnv]| {
@@ -584,26 +607,47 @@ impl ExpertIteration {
                 live.clear();
                 live.extend((0..n).filter(|&i| obs.action_mask.row(i).iter().any(|&m| m)));
                 roots.clear();
-                roots.extend(live.iter().map(|&i| Tally {
-                    inner: envs[i].clone(),
-                    terminals: Arc::clone(&terminals),
+                roots.extend(live.iter().map(|&i| {
+                    envs::AnyEnv::custom(Tally {
+                        inner: envs[i].clone(),
+                        terminals: Arc::clone(&terminals),
+                    })
                 }));
+                let Some(first) = envs.first() else {
+                    return Err(AgentError::Incompatible("no episode to play".into()));
+                };
+                let searcher = match &mut searcher {
+                    Some(s) => s,
+                    None => searcher.insert(spec.build(&SearchContext {
+                        spec: first.spec(),
+                        budget,
+                        bounded_values,
+                    })?),
+                };
                 let outs: Vec<SearchOutput> = if oracle {
                     let mut ev = OracleEvaluator::new(&mut evaluator);
                     searcher.search(&roots, &mut ev, budget, rng)
                 } else {
                     searcher.search(&roots, &mut evaluator, budget, rng)
-                }
-                .map_err(search_failed)?;
+                }?;
                 let mut target = vec![0f32; n * na];
                 let mut actions = vec![0usize; n];
                 for (&i, out) in live.iter().zip(&outs) {
-                    actions[i] = out.actions[0];
+                    let (Some(&a), true) = (out.actions.first(), out.policy.len() == na) else {
+                        return Err(AgentError::Incompatible(format!(
+                            "searcher `{}` returned {} actions and a policy over {} actions; \
+                             expert iteration needs an action and a policy over all {na}",
+                            spec.name,
+                            out.actions.len(),
+                            out.policy.len()
+                        )));
+                    };
+                    actions[i] = a;
                     match policy_target {
                         PolicyTarget::Search => {
                             target[i * na..(i + 1) * na].copy_from_slice(&out.policy)
                         }
-                        PolicyTarget::Action => target[i * na + out.actions[0]] = 1.0,
+                        PolicyTarget::Action => target[i * na + a] = 1.0,
                     }
                     stats.evals += out.evals;
                 }
@@ -619,15 +663,16 @@ impl ExpertIteration {
         )?;
         let (n, t) = (ep.len(), ep.max_len());
         let mut targets = Array3::zeros((n, t, na));
+        // Each step's row holds `n * na` targets, row-major, as written above.
         for (step, row) in per_step.iter().enumerate().take(t) {
-            let view = ndarray::ArrayView2::from_shape((n, na), row)
-                .map_err(|e| AgentError::Incompatible(e.to_string()))?;
-            targets.slice_mut(s![.., step, ..]).assign(&view);
+            for (i, chunk) in row.chunks_exact(na).enumerate().take(n) {
+                for (a, &p) in chunk.iter().enumerate() {
+                    targets[[i, step, a]] = p;
+                }
+            }
         }
-        self.targets = Some(targets);
         stats.searched_terminals = terminals.load(Ordering::Relaxed);
-        self.stats = stats;
-        Ok(ep)
+        Ok((ep, targets, stats))
     }
 }
 
@@ -635,13 +680,13 @@ impl ExpertIteration {
     /// `(N, T + 1)`: whether greedy decoding by the current network from each state of `ep`
     /// (replayed from `roots`) ends with a right answer, the finished chain's own outcome in
     /// the column after its last step. One rollout per state, played in one lock-step
-    /// batch; each is a reward query.
+    /// batch; each is a reward query. Also returns the number of rollouts.
     fn greedy_outcomes<E: Env>(
         &mut self,
         roots: &[E],
         ep: &Episodes,
         rng: &mut EnvRng,
-    ) -> Result<Array2<f32>, AgentError> {
+    ) -> Result<(Array2<f32>, usize), AgentError> {
         let (n, t) = (ep.len(), ep.max_len());
         let mut starts: Vec<E> = Vec::new();
         let mut at: Vec<(usize, usize)> = Vec::new();
@@ -659,7 +704,7 @@ impl ExpertIteration {
             out[[i, ep.lengths[i].min(t)]] = f32::from(u8::from(ep.solved[i]));
         }
         let Some(first) = starts.first() else {
-            return Ok(out);
+            return Ok((out, 0));
         };
         let mut batch = Lockstep::new(first, starts.len());
         batch.reset_with(|j, env| {
@@ -676,8 +721,7 @@ impl ExpertIteration {
         for (j, &(i, k)) in at.iter().enumerate() {
             out[[i, k]] = f32::from(u8::from(played.solved[j]));
         }
-        self.stats.rollouts = starts.len();
-        Ok(out)
+        Ok((out, starts.len()))
     }
 }
 
@@ -702,7 +746,7 @@ fn returns_to_go(ep: &Episodes) -> Array2<f32> {
 }
 
 impl Agent for ExpertIteration {
-    type Batch = Episodes;
+    type Batch = ExitBatch;
 
     fn name(&self) -> &str {
         Self::NAME
@@ -724,12 +768,12 @@ impl Agent for ExpertIteration {
         self.policy.act_masked(obs, obs.action_mask, mode, rng)
     }
 
-    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<Episodes, AgentError> {
+    fn collect(&mut self, ctx: &mut Collector<'_>) -> Result<ExitBatch, AgentError> {
         self.apply_init()?;
         let k = self.cfg.samples_per_problem.max(1);
         let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
         let roots: Vec<envs::AnyEnv> = ctx.reset_problems(k)?.to_vec();
-        self.answers = if self.cfg.needs_answers() {
+        let answers = if self.cfg.needs_answers() {
             let answers = oracle_answers(&roots, self.policy.answer_action()).ok_or_else(|| {
                 AgentError::Incompatible(
                     "algo.answer_supervision and algo.value_target = \"answer_prob\" need an \
@@ -742,28 +786,44 @@ impl Agent for ExpertIteration {
             None
         };
         self.policy.invalidate_cache();
-        self.value_targets = None;
-        let ep = if self.warming_up() {
-            self.targets = None;
-            self.stats = CollectStats::default();
+        let (episodes, targets, mut stats) = if self.warming_up() {
             let policy = &mut self.policy;
-            ctx.run_episodes(
+            let ep = ctx.run_episodes(
                 |obs, _| policy.act_masked(obs, obs.action_mask, ActMode::Sample, &mut rng),
                 k,
-            )?
+            )?;
+            (ep, None, CollectStats::default())
         } else {
-            self.collect_searched(ctx, k, &mut rng)?
+            let (ep, targets, stats) = self.collect_searched(ctx, k, &mut rng)?;
+            (ep, Some(targets), stats)
         };
-        if self.cfg.value_target == ValueTarget::Greedy {
-            self.value_targets = Some(self.greedy_outcomes(&roots, &ep, &mut rng)?);
-        }
-        Ok(ep)
+        let value_targets = if self.cfg.value_target == ValueTarget::Greedy {
+            let (v, rollouts) = self.greedy_outcomes(&roots, &episodes, &mut rng)?;
+            stats.rollouts = rollouts;
+            Some(v)
+        } else {
+            None
+        };
+        Ok(ExitBatch {
+            episodes,
+            targets,
+            value_targets,
+            answers,
+            stats,
+        })
     }
 
-    fn update(&mut self, batch: Episodes) -> Result<Metrics, AgentError> {
-        let ep = &batch;
+    fn update(&mut self, batch: ExitBatch) -> Result<Metrics, AgentError> {
+        let ExitBatch {
+            episodes,
+            targets,
+            value_targets,
+            answers,
+            stats: collected,
+        } = batch;
+        let ep = &episodes;
         self.policy.invalidate_cache();
-        let mut targets = self.targets_for(ep);
+        let mut targets = self.targets_for(ep, targets);
         let warm = self.warming_up();
         let anchor = if warm { self.anchor.as_ref() } else { None };
         let policy_weight = match (warm, anchor) {
@@ -774,7 +834,7 @@ impl Agent for ExpertIteration {
         let (n, t) = (ep.len(), ep.max_len());
         let answer_action = self.policy.answer_action() as i64;
         let forced = if self.cfg.needs_answers() {
-            let answers = match self.answers.take() {
+            let answers = match answers {
                 Some(a) if a.len() == n => a,
                 _ => {
                     return Err(AgentError::Incompatible(
@@ -788,7 +848,7 @@ impl Agent for ExpertIteration {
         } else {
             None
         };
-        let mut returns = match self.value_targets.take() {
+        let mut returns = match value_targets {
             Some(v) if v.dim() == (n, t + 1) => v,
             _ => returns_to_go(ep),
         };
@@ -867,23 +927,23 @@ impl Agent for ExpertIteration {
             m.scalar("answer_ce", sums[5] / answer_steps);
         }
         m.scalar("played_solved", solved);
-        m.scalar("searched", f64::from(u8::from(self.stats.searched)));
+        m.scalar("searched", f64::from(u8::from(collected.searched)));
         // Reward queries: the played episodes, plus the searched ones when the search reads
         // rewards. The fair x-axis against REINFORCE, whose queries are its episodes.
-        let oracle = self.stats.searched && self.cfg.search_rewards == SearchRewards::Oracle;
+        let oracle = collected.searched && self.cfg.search_rewards == SearchRewards::Oracle;
         let queries = ep.len()
-            + self.stats.rollouts
+            + collected.rollouts
             + if oracle {
-                self.stats.searched_terminals
+                collected.searched_terminals
             } else {
                 0
             };
         m.scalar("reward_queries", queries as f64);
-        m.scalar("searched_terminals", self.stats.searched_terminals as f64);
-        if self.stats.searches > 0 {
+        m.scalar("searched_terminals", collected.searched_terminals as f64);
+        if collected.searches > 0 {
             m.scalar(
                 "evals_per_search",
-                self.stats.evals as f64 / self.stats.searches as f64,
+                collected.evals as f64 / collected.searches as f64,
             );
         }
         m.scalar("grad_norm", stats.grad_norm);
@@ -892,8 +952,7 @@ impl Agent for ExpertIteration {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.policy.param_tensors();
-        v.extend(optim_tensors(&self.opt));
+        let mut v = training_state(&self.policy, &self.opt);
         if let Some(a) = &self.anchor {
             v.extend(a.param_tensors().into_iter().map(|(n, t)| {
                 let name = n.strip_prefix(MODEL_PREFIX).unwrap_or(&n);
@@ -905,7 +964,7 @@ impl Agent for ExpertIteration {
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
         self.init.cancel();
-        self.policy.load_params(tensors)?;
+        load_training_state(&mut self.policy, &mut self.opt, tensors)?;
         if let Some(a) = self.anchor.as_mut() {
             let own: Vec<(String, Tensor)> = tensors
                 .iter()
@@ -916,7 +975,7 @@ impl Agent for ExpertIteration {
                 .collect();
             a.load_params(&own)?;
         }
-        load_optim(&mut self.opt, tensors)
+        Ok(())
     }
 
     fn policy(&self) -> Option<&CotPolicy> {
@@ -942,11 +1001,90 @@ impl BuildAgent for ExpertIteration {
         "a searcher plays; its improved policy and the outcome are the targets";
     type Settings = ExpertIterationConfig;
 
+    fn complete(settings: &mut ExpertIterationConfig) -> Result<(), String> {
+        settings.complete()
+    }
+
     fn validate(settings: &ExpertIterationConfig) -> Result<(), String> {
         settings.validate()
     }
 
     fn build(ctx: &AgentContext<'_>, settings: ExpertIterationConfig) -> Result<Self, AgentError> {
         Self::new(ctx, &settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentEntry;
+
+    fn resolve(text: &str) -> Result<toml::Table, String> {
+        let t: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        (AgentEntry::of::<ExpertIteration>().resolve)(&t)
+    }
+
+    fn searcher(t: &toml::Table) -> &toml::Table {
+        t["searcher"]
+            .as_table()
+            .expect("searcher is written as a table")
+    }
+
+    #[test]
+    fn the_searcher_is_a_spec_with_training_defaults() {
+        let t = resolve("").unwrap();
+        let s = searcher(&t);
+        assert_eq!(s["name"].as_str(), Some("gumbel"));
+        assert_eq!(s["gumbel_scale"].as_float(), Some(1.0));
+        assert_eq!(s["max_considered"].as_integer(), Some(16));
+        // Resolving the written table again changes nothing.
+        assert_eq!(resolve(&toml::to_string(&t).unwrap()).unwrap(), t);
+
+        let t = resolve("searcher = { name = \"mcts\", temperature = 0.5 }").unwrap();
+        let s = searcher(&t);
+        assert_eq!(s["temperature"].as_float(), Some(0.5));
+        assert_eq!(s["dirichlet_fraction"].as_float(), Some(0.25));
+    }
+
+    #[test]
+    fn older_top_level_keys_fold_into_the_searcher_in_use() {
+        // As a run directory saved before searchers had their own settings holds them.
+        let old = "searcher = \"gumbel\"\nmax_considered = 4\ngumbel_scale = 0.0\n\
+                   dirichlet_fraction = 0.5\ntemperature = 1.0\n";
+        let t = resolve(old).unwrap();
+        let s = searcher(&t);
+        assert_eq!(s["max_considered"].as_integer(), Some(4));
+        assert_eq!(s["gumbel_scale"].as_float(), Some(0.0));
+        assert!(!s.contains_key("dirichlet_fraction"));
+        for k in [
+            "max_considered",
+            "gumbel_scale",
+            "dirichlet_fraction",
+            "temperature",
+        ] {
+            assert!(!t.contains_key(k), "{k} written at the top level");
+        }
+        // A setting in the searcher's own table wins over the older key.
+        let t = resolve("searcher = { name = \"mcts\", temperature = 0.5 }\ntemperature = 2.0\n")
+            .unwrap();
+        assert_eq!(searcher(&t)["temperature"].as_float(), Some(0.5));
+    }
+
+    #[test]
+    fn a_bad_searcher_is_refused_by_name() {
+        let err = resolve("searcher = \"beam\"").unwrap_err();
+        assert!(err.contains("plays whole chains"), "{err}");
+        let err = resolve("searcher = \"alphazero\"").unwrap_err();
+        assert!(
+            err.contains("alphazero") && err.contains("registered searchers"),
+            "{err}"
+        );
+        let err = resolve("searcher = { name = \"gumbel\", max_considred = 3 }").unwrap_err();
+        assert!(
+            err.contains("max_considred") && err.contains("max_considered"),
+            "{err}"
+        );
+        let err = resolve("searcher = { name = \"gumbel\", gumbel_scale = -1.0 }").unwrap_err();
+        assert!(err.contains("gumbel_scale = -1"), "{err}");
     }
 }

@@ -47,19 +47,17 @@ impl InitFrom {
         }
         let init = &self.path;
         let path = Path::new(init);
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| AgentError::Init {
+            path: init.clone(),
+            source,
+        };
         if !path.exists() && !path.with_extension("json").exists() {
-            return Err(AgentError::Incompatible(format!(
-                "algo.init = {init:?}: no such run directory or checkpoint file"
-            )));
+            return Err(failed("no such run directory or checkpoint file".into()));
         }
-        let loaded = checkpoint::load(path)
-            .map_err(|e| AgentError::Incompatible(format!("algo.init = {init:?}: {e}")))?;
+        let loaded = checkpoint::load(path).map_err(|e| failed(Box::new(e)))?;
         for p in policies.iter_mut() {
-            p.load_params(&loaded.tensors).map_err(|e| {
-                AgentError::Incompatible(format!(
-                    "algo.init = {init:?}: the saved model does not fit [model]: {e}"
-                ))
-            })?;
+            p.load_params(&loaded.tensors)
+                .map_err(|e| failed(format!("the saved model does not fit [model]: {e}").into()))?;
         }
         Ok(())
     }

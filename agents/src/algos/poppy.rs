@@ -50,10 +50,9 @@
 //! wins of each member per difficulty (`train/poppy/wins/d<d>/m<k>`).
 
 use envs::{derive_seed, Difficulty, Env, EnvRng};
-use ndarray::Array2;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tch::{nn::Init, Device, Kind, Tensor};
+use tch::{nn::Init, Kind, Tensor};
 
 use super::reinforce::by_difficulty;
 use super::rl::{
@@ -63,9 +62,8 @@ use super::rl::{
 };
 use crate::act::{choose_actions, ActMode, ActOutput, BatchObs};
 use crate::agent::{Agent, AgentContext, AgentError, BuildAgent, Collector, Experience, Metrics};
-use crate::model::{DecodeState, ModelLayout};
 use crate::optim::AdamW;
-use crate::policy::{load_optim, optim_tensors, step_kinds, CotPolicy};
+use crate::policy::{load_training_state, step_kinds, training_state, CotPolicy, ExtraMemory};
 use crate::rollout::Lockstep;
 
 /// `[algo]` options of `poppy`.
@@ -142,14 +140,6 @@ pub enum MemberAssignment {
     Fixed(usize),
 }
 
-#[derive(Debug)]
-struct MemberCache {
-    state: DecodeState,
-    fed: usize,
-    tokens: Array2<i64>,
-    members: Vec<i64>,
-}
-
 /// A POPPY population; see the module doc.
 #[derive(Debug)]
 pub struct Poppy {
@@ -159,26 +149,14 @@ pub struct Poppy {
     cfg: PoppyConfig,
     micro_batches: usize,
     assignment: MemberAssignment,
-    cache: Option<MemberCache>,
 }
 
 impl Poppy {
     /// A population for the `CotEnv` described by `spec`; weights from `seed`.
     pub fn new(ctx: &AgentContext<'_>, cfg: &PoppyConfig) -> Result<Self, AgentError> {
-        let AgentContext {
-            spec,
-            model,
-            optim,
-            steps,
-            micro_batches,
-            seed,
-            device,
-            ..
-        } = *ctx;
         cfg.validate().map_err(AgentError::Config)?;
-        let layout =
-            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
-        let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
+        let policy = ctx.cot_policy()?;
+        let model = ctx.model;
         // The memory rows pass a LayerNorm before the cross-attention, so the scale of the
         // init only matters through the direction: unit-variance rows are distinct enough.
         let members = policy.var_store().root().sub("poppy").var(
@@ -189,15 +167,14 @@ impl Poppy {
                 stdev: 1.0,
             },
         );
-        let opt = AdamW::new(policy.var_store(), optim, steps);
+        let opt = ctx.optimizer(policy.var_store());
         Ok(Poppy {
             policy,
             members,
             opt,
             cfg: cfg.clone(),
-            micro_batches: micro_batches.max(1),
+            micro_batches: ctx.micro_batches.max(1),
             assignment: MemberAssignment::Fixed(cfg.eval_member),
-            cache: None,
         })
     }
 
@@ -219,7 +196,7 @@ impl Poppy {
     /// Sets which member plays each row in [`Agent::act`].
     pub fn set_assignment(&mut self, a: MemberAssignment) {
         self.assignment = a;
-        self.cache = None;
+        self.policy.invalidate_cache();
     }
 
     fn row_members(&self, b: usize) -> Vec<i64> {
@@ -235,96 +212,18 @@ impl Poppy {
         self.members.index_select(0, &idx).unsqueeze(1)
     }
 
-    /// Next-action logits of each row for its member, with a KV cache while every active
-    /// row advances by one token (as in [`CotPolicy::next_logits`]).
+    /// Next-action logits of each row for its member: the policy's, with the member's
+    /// embedding appended to the problem's encoding.
     fn next_logits(&mut self, obs: &BatchObs<'_>) -> Tensor {
-        let b = obs.batch_size();
-        let counts = self.policy.emitted_counts(obs.tokens);
-        let active: Vec<bool> = obs
-            .action_mask
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().any(|&m| m))
-            .collect();
-        let members = self.row_members(b);
-        let em = self.policy.emitted_range();
-        let max_steps = em.len();
-        let pad = self.policy.pad();
-        let model = self.policy.model();
-        if let Some(cache) = &mut self.cache {
-            let fed = cache.fed;
-            let continues = cache.state.batch_size() == b
-                && cache.members == members
-                && fed + 1 < max_steps
-                && (0..b).all(|i| {
-                    !active[i]
-                        || (counts[i] == fed + 1
-                            && obs.tokens.row(i).slice(ndarray::s![..em.start + fed])
-                                == cache.tokens.row(i).slice(ndarray::s![..em.start + fed]))
-                });
-            if continues {
-                let prev: Vec<i64> = (0..b)
-                    .map(|i| {
-                        if active[i] {
-                            obs.tokens[[i, em.start + fed]]
-                        } else {
-                            pad
-                        }
-                    })
-                    .collect();
-                let heads = model.decode_step(&mut cache.state, &Tensor::from_slice(&prev));
-                cache.fed += 1;
-                cache.tokens.assign(&obs.tokens);
-                return heads.logits;
-            }
-        }
-        let (input, difficulty) = self.policy.problem_tensors(obs.tokens);
-        let rows = self.member_rows(&members);
-        if (0..b).all(|i| !active[i] || counts[i] == 0) {
-            let enc = tch::no_grad(|| {
-                model
-                    .encode(&input, &difficulty, false)
-                    .with_extra_rows(&rows)
-            });
-            let mut state = model.start_decode(&enc);
-            let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
-            let heads = model.decode_step(&mut state, &start);
-            self.cache = Some(MemberCache {
-                state,
-                fed: 0,
-                tokens: obs.tokens.to_owned(),
-                members,
-            });
-            return heads.logits;
-        }
-        self.cache = None;
-        let t = counts
-            .iter()
-            .zip(&active)
-            .filter(|(_, &a)| a)
-            .map(|(&c, _)| c)
-            .max()
-            .unwrap_or(0)
-            .min(max_steps - 1);
-        let mut prev = Vec::with_capacity(b * (t + 1));
-        for r in obs.tokens.rows() {
-            prev.push(pad);
-            prev.extend(r.slice(ndarray::s![em.start..em.start + t]).iter());
-        }
-        let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
-        let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
-        let a = self.policy.num_actions() as i64;
-        tch::no_grad(|| {
-            let enc = model
-                .encode(&input, &difficulty, false)
-                .with_extra_rows(&rows);
-            let heads = model.forward_chain(&enc, &prev, false);
-            let index = Tensor::from_slice(&pos)
-                .to_device(heads.logits.device())
-                .view([b as i64, 1, 1])
-                .expand([b as i64, 1, a], false);
-            heads.logits.gather(1, &index, false).squeeze_dim(1)
-        })
+        let members = self.row_members(obs.batch_size());
+        let rows = tch::no_grad(|| self.member_rows(&members));
+        self.policy.next_logits_with(
+            obs,
+            Some(ExtraMemory {
+                key: &members,
+                rows: &rows,
+            }),
+        )
     }
 }
 
@@ -365,7 +264,6 @@ impl Agent for Poppy {
 
     fn update(&mut self, batch: RlBatch) -> Result<Metrics, AgentError> {
         let ep = &batch.episodes;
-        self.cache = None;
         self.policy.invalidate_cache();
         let (n, t) = (ep.len(), ep.max_len());
         let k = self.cfg.members;
@@ -525,15 +423,11 @@ impl Agent for Poppy {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.policy.param_tensors();
-        v.extend(optim_tensors(&self.opt));
-        v
+        training_state(&self.policy, &self.opt)
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
-        self.cache = None;
-        self.policy.load_params(tensors)?;
-        load_optim(&mut self.opt, tensors)
+        load_training_state(&mut self.policy, &mut self.opt, tensors)
     }
 
     fn policy(&self) -> Option<&CotPolicy> {
@@ -699,6 +593,7 @@ mod tests {
     use super::*;
     use crate::agent::{AgentContext, BuildAgent};
     use crate::algos::rl::oracle_answers;
+    use ndarray::Array2;
 
     /// Parses and resolves a config (the agent's settings are checked by the registry).
     fn resolved(text: &str) -> Result<RunConfig, String> {
@@ -715,7 +610,7 @@ mod tests {
             .unwrap();
         Poppy::build(&AgentContext::new(&cfg, env, tch::Device::Cpu), settings).unwrap()
     }
-    use crate::config::{Override, RunConfig};
+    use crate::config::RunConfig;
     use crate::runner::Runner;
 
     fn config(sets: &[&str]) -> RunConfig {
@@ -746,8 +641,7 @@ every = 0
 episodes = 10
 sampled = false
 "#;
-        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+        crate::testing::config(text, sets)
     }
 
     /// The KV-cached decoding of each member equals a full recomputation, members differ,
@@ -787,7 +681,7 @@ sampled = false
                 features: features.view(),
                 action_mask: mask.view(),
             };
-            p.cache = None;
+            p.policy.invalidate_cache();
             let fresh = p.next_logits(&obs);
             // Recorded log-probs came from the cached path.
             let out = choose_actions(&fresh, mask.view(), ActMode::Greedy, &mut rng).unwrap();
@@ -860,7 +754,7 @@ sampled = false
                 features: features.view(),
                 action_mask: mask.view(),
             };
-            p.cache = None;
+            p.policy.invalidate_cache();
             let logits = p.next_logits(&obs);
             for i in (0..n).filter(|&i| answer_step[i] == step) {
                 let legal: Vec<bool> = mask.row(i).to_vec();
@@ -871,7 +765,7 @@ sampled = false
                 ce[i] = -logp.double_value(&[answers[i][0]]);
             }
         }
-        p.cache = None;
+        p.policy.invalidate_cache();
         ce
     }
 

@@ -47,9 +47,8 @@ use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
     Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience, Metrics,
 };
-use crate::model::ModelLayout;
 use crate::optim::AdamW;
-use crate::policy::{load_optim, optim_tensors, step_kinds, CotPolicy};
+use crate::policy::{load_training_state, step_kinds, training_state, CotPolicy};
 
 /// `[algo]` options of `reinforce`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,26 +148,14 @@ impl Reinforce {
     /// An agent for the `CotEnv` described by `spec`, trained for `steps` updates with at
     /// least `micro_batches` parts per update; weights from `seed`.
     pub fn new(ctx: &AgentContext<'_>, cfg: &ReinforceConfig) -> Result<Self, AgentError> {
-        let AgentContext {
-            spec,
-            model,
-            optim,
-            steps,
-            micro_batches,
-            seed,
-            device,
-            ..
-        } = *ctx;
         cfg.validate().map_err(AgentError::Config)?;
-        let layout =
-            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
-        let policy = CotPolicy::new(spec, &layout, model, seed, device)?;
-        let opt = AdamW::new(policy.var_store(), optim, steps);
+        let policy = ctx.cot_policy()?;
+        let opt = ctx.optimizer(policy.var_store());
         Ok(Reinforce {
             policy,
             opt,
             cfg: cfg.clone(),
-            micro_batches: micro_batches.max(1),
+            micro_batches: ctx.micro_batches.max(1),
             ema: None,
             init: InitFrom::new(&cfg.init),
         })
@@ -392,8 +379,7 @@ impl Agent for Reinforce {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.policy.param_tensors();
-        v.extend(optim_tensors(&self.opt));
+        let mut v = training_state(&self.policy, &self.opt);
         // NaN encodes "no average yet".
         v.push((
             EMA_TENSOR.to_string(),
@@ -404,8 +390,7 @@ impl Agent for Reinforce {
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
         self.init.cancel();
-        self.policy.load_params(tensors)?;
-        load_optim(&mut self.opt, tensors)?;
+        load_training_state(&mut self.policy, &mut self.opt, tensors)?;
         self.ema = tensors
             .iter()
             .find(|(n, _)| n == EMA_TENSOR)
@@ -448,7 +433,7 @@ impl BuildAgent for Reinforce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Override, RunConfig};
+    use crate::config::RunConfig;
     use crate::runner::Runner;
 
     /// Parses and resolves a config (the agent's settings are checked by the registry).
@@ -490,8 +475,7 @@ every = 0
 episodes = 200
 sampled = false
 "#;
-        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+        crate::testing::config(text, sets)
     }
 
     /// The CI learning test: REINFORCE with the group baseline, from the answer's reward

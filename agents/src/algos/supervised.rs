@@ -1,5 +1,5 @@
-//! `Supervised`: answer-only training, no chain (the original's SUPERVISED mode, reference
-//! §3.3): the baseline that shows what chains buy.
+//! `Supervised`: answer-only training, no chain (the original research code's SUPERVISED
+//! mode): the baseline that shows what chains buy.
 //!
 //! The agent answers at once: its first action is the ANSWER marker, then it emits the
 //! answer tokens. Two readouts:
@@ -25,7 +25,7 @@ use crate::agent::{
 };
 use crate::model::ModelLayout;
 use crate::optim::{micro_batches, AdamW};
-use crate::policy::{load_optim, optim_tensors, token_stats, weighted_sum, CotPolicy};
+use crate::policy::{load_training_state, token_stats, training_state, weighted_sum, CotPolicy};
 
 /// Which part of the model produces the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,8 +70,7 @@ impl Supervised {
             device,
             ..
         } = *ctx;
-        let layout =
-            ModelLayout::from_spec(spec).map_err(|e| AgentError::Incompatible(e.to_string()))?;
+        let layout = ModelLayout::from_spec(spec)?;
         let layout = match cfg.readout {
             Readout::Decoder => layout,
             Readout::AnswerHead => {
@@ -302,14 +301,11 @@ impl Agent for Supervised {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut v = self.policy.param_tensors();
-        v.extend(optim_tensors(&self.opt));
-        v
+        training_state(&self.policy, &self.opt)
     }
 
     fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), AgentError> {
-        self.policy.load_params(tensors)?;
-        load_optim(&mut self.opt, tensors)
+        load_training_state(&mut self.policy, &mut self.opt, tensors)
     }
 
     fn policy(&self) -> Option<&CotPolicy> {
@@ -338,7 +334,7 @@ impl BuildAgent for Supervised {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Override, RunConfig};
+    use crate::config::RunConfig;
     use crate::rollout::{Collector, Lockstep};
     use crate::runner::Runner;
 
@@ -366,8 +362,7 @@ warmup_steps = 5
 every = 0
 episodes = 50
 "#;
-        let sets: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
-        RunConfig::from_toml_str(text, "test", "test", &sets).unwrap()
+        crate::testing::config(text, sets)
     }
 
     /// Both readouts fit a fixed batch (the loss falls) and answer at once in evaluation.

@@ -32,19 +32,27 @@ pub(crate) fn wall_time() -> f64 {
 pub(crate) struct EventFile {
     path: PathBuf,
     out: RecordWriter<BufWriter<File>>,
+    // The same file, for fsync (the record writer does not give its file back).
+    sync: File,
 }
 
 impl EventFile {
     /// Creates a fresh event file in `dir` and writes the version header TensorBoard expects
     /// (`brain.Event:2`, which also enables its restart purging, see [`EventFile::session_start`]).
     pub(crate) fn create(dir: &Path) -> Result<Self, LogError> {
-        let secs = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // TensorBoard reads a run's files in name order, and a resumed run's restart marker
+        // only purges what it has read before it: the new file must sort after every file
+        // already there. A resume within the same second as the killed process's start (or
+        // after a clock step back) would not, by the time alone.
+        let secs = match last_event_file_secs(dir) {
+            Some(last) if last >= now => last + 1,
+            _ => now,
+        };
         let pid = std::process::id();
-        // TensorBoard reads a run's files in name order: the zero-padded time keeps a resumed
-        // run's file after the original one.
         let (file, path) = loop {
             let seq = FILE_SEQ.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(
@@ -56,9 +64,11 @@ impl EventFile {
                 Err(e) => return Err(LogError::io(&path, e)),
             }
         };
+        let sync = file.try_clone().map_err(|e| LogError::io(&path, e))?;
         let mut this = EventFile {
             path,
             out: RecordWriter::new(BufWriter::new(file)),
+            sync,
         };
         let mut header = Event::new();
         header.set_wall_time(wall_time());
@@ -71,6 +81,13 @@ impl EventFile {
     /// The file being written.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records that the directory holding the file was renamed to `dir`.
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        if let Some(name) = self.path.file_name() {
+            self.path = dir.join(name);
+        }
     }
 
     /// Writes a `SessionLog.START` at `step`. TensorBoard treats every START after the first
@@ -108,6 +125,30 @@ impl EventFile {
     pub(crate) fn flush(&mut self) -> Result<(), LogError> {
         self.out.flush().map_err(|e| LogError::io(&self.path, e))
     }
+
+    /// Flushes, then makes the file's content durable (fsync).
+    pub(crate) fn sync(&mut self) -> Result<(), LogError> {
+        self.flush()?;
+        self.sync
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))
+    }
+}
+
+/// The time field of the last (in name order) `events.out.tfevents.<secs>.*` file in `dir`.
+fn last_event_file_secs(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("events.out.tfevents.")?
+                .split('.')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
 }
 
 fn step_i64(step: u64) -> i64 {

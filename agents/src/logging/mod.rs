@@ -16,6 +16,9 @@
 //! Resuming: [`Logger::resume`] at step `s` drops the JSONL lines with `step >= s` and
 //! writes a `SessionLog.START` event at `s`; TensorBoard's event reader then discards
 //! the old events with `step >= s`, so the curves continue without a duplicated tail.
+//! A run resumed from its checkpoint at step `c` calls [`Logger::resume_after`]`(dir, c)`,
+//! which is `resume(dir, c + 1)`: everything logged at step `c` was logged before that
+//! checkpoint was saved, and the resumed run's first update is `c + 1`.
 
 mod event_file;
 mod hparams;
@@ -90,10 +93,12 @@ impl Logger {
         Self::open(run_dir, jsonl_path, file, 0)
     }
 
-    /// Continues the run in `run_dir` from `step` (the step of the checkpoint being resumed):
+    /// Continues the run in `run_dir` from `step`, the first step the resumed run will log:
     /// metrics logged at `step` or later by the interrupted process are dropped from
     /// `metrics.jsonl` (and from TensorBoard's view, through a restart marker), new ones are
     /// appended. A truncated last JSONL line (process killed mid-write) is dropped too.
+    ///
+    /// Resuming from a checkpoint, use [`Logger::resume_after`] with the checkpoint's step.
     pub fn resume(run_dir: &Path, step: u64) -> Result<Logger, LogError> {
         fs::create_dir_all(run_dir).map_err(|e| LogError::io(run_dir, e))?;
         let jsonl_path = run_dir.join(METRICS_FILE);
@@ -104,6 +109,14 @@ impl Logger {
             .open(&jsonl_path)
             .map_err(|e| LogError::io(&jsonl_path, e))?;
         Self::open(run_dir, jsonl_path, file, step)
+    }
+
+    /// Continues the run in `run_dir` after its checkpoint at `checkpoint_step`: the records
+    /// of that step and earlier ones are kept (a checkpoint is saved after everything of its
+    /// step was logged, see [`Logger::sync`]), later ones are dropped, since the resumed run
+    /// logs them again from `checkpoint_step + 1`.
+    pub fn resume_after(run_dir: &Path, checkpoint_step: u64) -> Result<Logger, LogError> {
+        Self::resume(run_dir, checkpoint_step.saturating_add(1))
     }
 
     fn open(
@@ -213,6 +226,27 @@ impl Logger {
             .flush()
             .map_err(|e| LogError::io(&self.jsonl_path, e))
     }
+
+    /// Flushes and makes both files durable (fsync). Call it before saving a checkpoint:
+    /// [`Logger::resume_after`] keeps the records of the checkpoint's step and earlier ones
+    /// as the complete history of the run up to there, so they must be on disk before the
+    /// checkpoint is, even if the machine loses power right after.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.flush()?;
+        self.events.sync()?;
+        self.jsonl
+            .get_ref()
+            .sync_data()
+            .map_err(|e| LogError::io(&self.jsonl_path, e))
+    }
+
+    /// Records that the run directory was renamed to `dir` (open files keep being written;
+    /// this updates the paths the logger reports).
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        self.run_dir = dir.to_path_buf();
+        self.jsonl_path = dir.join(METRICS_FILE);
+        self.events.moved_to(dir);
+    }
 }
 
 impl Drop for Logger {
@@ -293,6 +327,30 @@ fn cell(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TensorBoard reads a run's event files in name order and a restart marker purges only
+    /// what came before it, so every new file must sort last, whatever the clock says.
+    #[test]
+    fn a_new_event_file_sorts_after_the_existing_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let future = "events.out.tfevents.9999999990.elsewhere.1.0";
+        fs::write(tmp.path().join(future), b"").unwrap();
+        let mut names = vec![future.to_string()];
+        for step in [0, 5, 5] {
+            let log = if step == 0 {
+                Logger::create(tmp.path())
+            } else {
+                Logger::resume(tmp.path(), step)
+            }
+            .unwrap();
+            let name = log.event_file().file_name().unwrap().to_string_lossy();
+            assert!(
+                names.iter().all(|n| n.as_str() < name.as_ref()),
+                "{name} after {names:?}"
+            );
+            names.push(name.into_owned());
+        }
+    }
 
     #[test]
     fn markdown_table_wraps_cells_in_code_spans() {
