@@ -114,6 +114,37 @@ fn compare_prints_the_table_and_writes_csv_png_and_events() {
         });
     assert!(events, "no TensorBoard event file in {}", search.display());
 
+    // A second comparison into the same directory keeps the first one's results.
+    let first_csv = csv;
+    let first_metrics = std::fs::read_to_string(search.join("metrics.jsonl")).expect("metrics");
+    let out = factorexe(
+        d,
+        &[
+            "search",
+            "compare",
+            "--run",
+            "runs/tiny",
+            "--algos",
+            "greedy",
+            "--episodes",
+            "3",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("are kept in"), "{all}");
+    let kept = search.join("earlier/1");
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(&p).expect("a kept file");
+    assert_eq!(read(kept.join("compare.csv")), first_csv);
+    assert_eq!(read(kept.join("metrics.jsonl")), first_metrics);
+    assert!(kept.join("compare.png").exists());
+    let second = read(search.join("compare.csv"));
+    assert_eq!(second.lines().count(), 1 + 2, "{second}");
+
     // A machine without fonts (fontconfig finds none) still gets the table, the CSV and the
     // events, with a warning instead of the plot (seen on a bare GPU machine).
     let fc = d.join("fonts.conf");

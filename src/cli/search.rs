@@ -1,11 +1,11 @@
 //! `factorexe search`: test-time search over a trained run's policy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use agents::checkpoint;
 use agents::compare::{compare, CompareConfig};
 use agents::config::RunConfig;
-use agents::logging::{Logger, CONFIG_FILE};
+use agents::logging::{Logger, CONFIG_FILE, METRICS_FILE};
 use agents::search_eval::ValueSource;
 use agents::searchers::{self, SearchPurpose, SearchSpec};
 use agents::Agent;
@@ -259,6 +259,13 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if let Some(kept) = keep_earlier_results(&out)? {
+        println!(
+            "the earlier results in {} are kept in {}",
+            out.display(),
+            kept.display()
+        );
+    }
     let env_name = env_label(&cfg);
     println!(
         "run {} | {} | step {} | {} | value: {}{} | {} problems per difficulty, seed {}",
@@ -351,6 +358,43 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The files a comparison writes into its output directory.
+fn is_result_file(name: &str) -> bool {
+    matches!(
+        name,
+        "compare.csv" | "paired.csv" | "problems.csv" | "compare.png" | METRICS_FILE
+    ) || name.starts_with("events.out.tfevents.")
+}
+
+/// Moves an earlier comparison's files out of `out` into `out/earlier/<n>` (the first free
+/// `n` from 1), so that a second comparison into the same directory replaces nothing: the
+/// newest results are always at `out`, every earlier set under `earlier/`. Returns where the
+/// earlier set went, `None` when `out` held none.
+fn keep_earlier_results(out: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_result_file(&name) && entry.path().is_file() {
+            found.push(name);
+        }
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let earlier = out.join("earlier");
+    let dest = (1..)
+        .map(|n| earlier.join(n.to_string()))
+        .find(|d| !d.exists())
+        .unwrap_or_else(|| earlier.join("next"));
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    for name in found {
+        std::fs::rename(out.join(&name), dest.join(&name))
+            .with_context(|| format!("moving {} into {}", name, dest.display()))?;
+    }
+    Ok(Some(dest))
 }
 
 /// The env as the run's config names it, with its parameters: `cycle(length=10,
