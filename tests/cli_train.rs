@@ -99,6 +99,9 @@ fn train_writes_a_run_directory_and_eval_prints_the_table() {
         "train/grad_norm",
         "train/lr",
         "perf/examples_per_s",
+        "perf/episodes_per_s",
+        "perf/env_steps_per_s",
+        "perf/eval_s",
     ] {
         assert!(metrics.contains(&format!("\"tag\":\"{tag}\"")), "{tag}");
     }

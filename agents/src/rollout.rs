@@ -318,6 +318,23 @@ pub struct Collector<'a> {
     problems: usize,
     seed: u64,
     rng: EnvRng,
+    played: Played,
+}
+
+/// Episodes and env steps a [`Collector`] played, for throughput figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Played {
+    /// Episodes played to their end (or cap).
+    pub episodes: u64,
+    /// Env steps (tokens emitted) over those episodes.
+    pub steps: u64,
+}
+
+impl Played {
+    fn add(&mut self, ep: &Episodes) {
+        self.episodes += ep.len() as u64;
+        self.steps += ep.lengths.iter().map(|&l| l as u64).sum::<u64>();
+    }
 }
 
 impl<'a> Collector<'a> {
@@ -338,7 +355,13 @@ impl<'a> Collector<'a> {
             problems,
             seed,
             rng: EnvRng::seed_from_u64(act_seed),
+            played: Played::default(),
         }
+    }
+
+    /// The episodes and env steps played so far through this collector.
+    pub fn played(&self) -> Played {
+        self.played
     }
 
     /// Problems per update.
@@ -382,6 +405,7 @@ impl<'a> Collector<'a> {
     {
         let mut ep = self.batch.run(policy, true)?;
         ep.samples_per_problem = samples_per_problem.max(1);
+        self.played.add(&ep);
         Ok(ep)
     }
 
@@ -406,6 +430,7 @@ impl<'a> Collector<'a> {
         let rng = &mut self.rng;
         let mut ep = self.batch.run(|obs, _| act(obs, mode, rng), true)?;
         ep.samples_per_problem = k.max(1);
+        self.played.add(&ep);
         Ok(ep)
     }
 }

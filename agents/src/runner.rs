@@ -31,7 +31,7 @@ use crate::config::{ConfigError, RunConfig};
 use crate::eval::{evaluate, EvalReport};
 use crate::logging::{self, LogError, Logger};
 use crate::probe::{chain_probe, ProbeReport};
-use crate::rollout::{Collector, Lockstep};
+use crate::rollout::{Collector, Lockstep, Played};
 
 /// Salt of the training problems' seeds.
 pub const TRAIN_SALT: u64 = 0x7472_6169_6e00_0001;
@@ -373,7 +373,7 @@ impl<A: Agent> Runner<A> {
     }
 
     /// Runs one update: collect, update. Returns the agent's metrics and the examples used.
-    fn train_step(&mut self) -> Result<(crate::agent::Metrics, usize), RunError> {
+    fn train_step(&mut self) -> Result<(crate::agent::Metrics, usize, Played), RunError> {
         let seed = derive_seed(self.cfg.seed ^ TRAIN_SALT, self.step as usize);
         let act_seed = derive_seed(self.cfg.seed ^ ACT_SALT, self.step as usize);
         // Dropout draws from libtorch's generator: reseed it per step for resumable runs.
@@ -388,9 +388,10 @@ impl<A: Agent> Runner<A> {
             act_seed,
         );
         let batch = self.agent.collect(&mut ctx)?;
+        let played = ctx.played();
         let metrics = self.agent.update(batch)?;
         self.step += 1;
-        Ok((metrics, problems))
+        Ok((metrics, problems, played))
     }
 
     /// Evaluates on fresh problems at every eval level, greedy (and sampled if configured),
@@ -496,8 +497,12 @@ impl<A: Agent> Runner<A> {
     fn train_loop(&mut self, start: Instant) -> Result<TrainSummary, RunError> {
         let total = self.cfg.train.steps;
         let mut examples = 0u64;
+        // Throughput counts training time only (collect + update): evaluations, checkpoints
+        // and logging between steps would otherwise fold into the next window.
         let mut window_examples = 0u64;
-        let mut window_start = Instant::now();
+        let mut window_played = Played::default();
+        let mut window_secs = 0f64;
+        let mut eval_secs = 0f64;
         let mut interrupted = false;
         let mut timed_out = false;
         let mut evaluated_at = None;
@@ -511,10 +516,14 @@ impl<A: Agent> Runner<A> {
                 timed_out = true;
                 break;
             }
-            let (metrics, n) = self.train_step()?;
+            let step_start = Instant::now();
+            let (metrics, n, played) = self.train_step()?;
+            window_secs += step_start.elapsed().as_secs_f64();
             self.run_commit()?;
             examples += n as u64;
             window_examples += n as u64;
+            window_played.episodes += played.episodes;
+            window_played.steps += played.steps;
             for (tag, v) in &metrics.scalars {
                 self.window.add(tag, *v);
             }
@@ -526,24 +535,35 @@ impl<A: Agent> Runner<A> {
                 }
             }
             if step.is_multiple_of(self.cfg.log.every) || step == total {
-                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                let secs = window_secs.max(1e-9);
                 let elapsed = self.elapsed_s();
                 if let Some(logger) = self.logger.as_mut() {
                     for (tag, v) in self.window.drain() {
                         logger.scalar(&format!("train/{tag}"), v, step)?;
                     }
                     logger.scalar("perf/examples_per_s", window_examples as f64 / secs, step)?;
+                    if window_played.episodes > 0 {
+                        let eps = window_played.episodes as f64 / secs;
+                        logger.scalar("perf/episodes_per_s", eps, step)?;
+                        let tokens = window_played.steps as f64 / secs;
+                        logger.scalar("perf/env_steps_per_s", tokens, step)?;
+                    }
+                    logger.scalar("perf/eval_s", eval_secs, step)?;
                     logger.scalar("perf/elapsed_s", elapsed, step)?;
                     logger.flush()?;
                 } else {
                     self.window.drain();
                 }
                 window_examples = 0;
-                window_start = Instant::now();
+                window_played = Played::default();
+                window_secs = 0.0;
+                eval_secs = 0.0;
             }
             let every = self.cfg.eval.every;
             if every > 0 && step.is_multiple_of(every) && step < total {
+                let eval_start = Instant::now();
                 self.run_eval()?;
+                eval_secs += eval_start.elapsed().as_secs_f64();
                 evaluated_at = Some(step);
             }
             let ck = self.cfg.log.checkpoint_every;

@@ -10,8 +10,7 @@
 //! restart markers purging what came before) are those of an uninterrupted run of the same
 //! config, as a multiset of (step, tag, value). Values are compared for every record except
 //! the wall-clock ones, whose (step, tag) must still match:
-//! - `perf/examples_per_s` and `perf/elapsed_s` (throughput and time: they depend on the
-//!   machine's load, not on the run);
+//! - `perf/*` (throughput and time: they depend on the machine's load, not on the run);
 //! - the hyperparameters record `_hparams_/session_start_info` (it holds the start time).
 //!
 //! The seed of the fault points is `FAULT_SEED` (default fixed); each test prints the points
