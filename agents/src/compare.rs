@@ -386,31 +386,62 @@ pub struct CompareCell {
     pub seconds: f64,
 }
 
-impl CompareCell {
+/// Problems played and solved and the compute spent on them, with the figures derived from
+/// them: what a cell and an arm pooled over levels ([`Pooled`]) share.
+pub trait Tally {
+    /// Problems played.
+    fn problems(&self) -> usize;
+    /// Problems answered right.
+    fn solved(&self) -> usize;
+    /// Evaluator calls spent.
+    fn evals(&self) -> u64;
+    /// Model tokens, when the evaluator counts them.
+    fn tokens(&self) -> Option<u64>;
+    /// Wall time, seconds.
+    fn seconds(&self) -> f64;
+
     /// Fraction solved.
-    pub fn accuracy(&self) -> f64 {
-        self.solved as f64 / self.problems.max(1) as f64
+    fn accuracy(&self) -> f64 {
+        self.solved() as f64 / self.problems().max(1) as f64
     }
 
     /// The 95% Wilson interval of [`accuracy`](Self::accuracy).
-    pub fn interval(&self) -> (f64, f64) {
-        stats::wilson(self.solved, self.problems, stats::Z95)
+    fn interval(&self) -> (f64, f64) {
+        stats::wilson(self.solved(), self.problems(), stats::Z95)
     }
 
     /// Evaluator calls per problem.
-    pub fn evals_per_problem(&self) -> f64 {
-        self.evals as f64 / self.problems.max(1) as f64
+    fn evals_per_problem(&self) -> f64 {
+        self.evals() as f64 / self.problems().max(1) as f64
     }
 
     /// Wall time per problem, milliseconds (amortized over the batch).
-    pub fn ms_per_problem(&self) -> f64 {
-        1e3 * self.seconds / self.problems.max(1) as f64
+    fn ms_per_problem(&self) -> f64 {
+        1e3 * self.seconds() / self.problems().max(1) as f64
     }
 
     /// Model tokens (decoder positions plus encoded input tokens) per problem, when counted.
-    pub fn tokens_per_problem(&self) -> Option<f64> {
-        let t = self.decoder_tokens? + self.encoder_tokens?;
-        Some(t as f64 / self.problems.max(1) as f64)
+    fn tokens_per_problem(&self) -> Option<f64> {
+        self.tokens()
+            .map(|t| t as f64 / self.problems().max(1) as f64)
+    }
+}
+
+impl Tally for CompareCell {
+    fn problems(&self) -> usize {
+        self.problems
+    }
+    fn solved(&self) -> usize {
+        self.solved
+    }
+    fn evals(&self) -> u64 {
+        self.evals
+    }
+    fn tokens(&self) -> Option<u64> {
+        Some(self.decoder_tokens? + self.encoder_tokens?)
+    }
+    fn seconds(&self) -> f64 {
+        self.seconds
     }
 }
 
@@ -450,30 +481,21 @@ pub struct Pooled {
     pub seconds: f64,
 }
 
-impl Pooled {
-    /// Fraction solved.
-    pub fn accuracy(&self) -> f64 {
-        self.solved as f64 / self.problems.max(1) as f64
+impl Tally for Pooled {
+    fn problems(&self) -> usize {
+        self.problems
     }
-
-    /// The 95% Wilson interval of [`accuracy`](Self::accuracy).
-    pub fn interval(&self) -> (f64, f64) {
-        stats::wilson(self.solved, self.problems, stats::Z95)
+    fn solved(&self) -> usize {
+        self.solved
     }
-
-    /// Evaluator calls per problem.
-    pub fn evals_per_problem(&self) -> f64 {
-        self.evals as f64 / self.problems.max(1) as f64
+    fn evals(&self) -> u64 {
+        self.evals
     }
-
-    /// Wall time per problem, milliseconds.
-    pub fn ms_per_problem(&self) -> f64 {
-        1e3 * self.seconds / self.problems.max(1) as f64
+    fn tokens(&self) -> Option<u64> {
+        self.tokens
     }
-
-    /// Model tokens per problem, when counted.
-    pub fn tokens_per_problem(&self) -> Option<f64> {
-        self.tokens.map(|t| t as f64 / self.problems.max(1) as f64)
+    fn seconds(&self) -> f64 {
+        self.seconds
     }
 }
 

@@ -67,13 +67,22 @@ struct DecodeCache {
 
 /// Memory rows appended to each problem's encoding for the decoder to attend to: the
 /// per-row conditioning of an agent such as POPPY (each row's population member).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ExtraMemory<'a> {
     /// What the rows of each batch row are (e.g. its member's index): the KV cache goes on
     /// only while it is unchanged.
     pub key: &'a [i64],
-    /// The rows, `[B, R, width]`.
-    pub rows: &'a Tensor,
+    /// Makes the rows, `[B, R, width]`; called only when the problems are encoded again,
+    /// not for the tokens the KV cache extends.
+    pub rows: &'a dyn Fn() -> Tensor,
+}
+
+impl std::fmt::Debug for ExtraMemory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtraMemory")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A [`CotTransformer`] with its variables, reading `CotEnv` observations.
@@ -252,7 +261,7 @@ impl CotPolicy {
         let encode = |model: &CotTransformer| {
             let enc = model.encode(&input, &difficulty, false);
             match extra {
-                Some(x) => enc.with_extra_rows(x.rows),
+                Some(x) => enc.with_extra_rows(&(x.rows)()),
                 None => enc,
             }
         };

@@ -3,7 +3,7 @@
 //! search reads neither rewards nor answers.
 
 use agents::compare::{
-    compare, compare_with, default_searchers, Arm, CompareConfig, CompareReport,
+    compare, compare_with, default_searchers, Arm, CompareConfig, CompareReport, Tally,
 };
 use agents::logging::Logger;
 use agents::search_eval::{PolicyEvaluator, ValueSource};

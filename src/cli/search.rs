@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use agents::checkpoint;
-use agents::compare::{compare, CompareConfig};
+use agents::compare::{compare, CompareConfig, Tally};
 use agents::config::RunConfig;
 use agents::logging::{Logger, CONFIG_FILE, METRICS_FILE};
 use agents::search_eval::ValueSource;

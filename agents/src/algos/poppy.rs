@@ -208,15 +208,15 @@ impl Poppy {
 
     /// The member rows `[B, 1, width]` of `members`.
     fn member_rows(&self, members: &[i64]) -> Tensor {
-        let idx = Tensor::from_slice(members).to_device(self.members.device());
-        self.members.index_select(0, &idx).unsqueeze(1)
+        member_rows(&self.members, members)
     }
 
     /// Next-action logits of each row for its member: the policy's, with the member's
     /// embedding appended to the problem's encoding.
     fn next_logits(&mut self, obs: &BatchObs<'_>) -> Tensor {
         let members = self.row_members(obs.batch_size());
-        let rows = tch::no_grad(|| self.member_rows(&members));
+        let table = &self.members;
+        let rows = || tch::no_grad(|| member_rows(table, &members));
         self.policy.next_logits_with(
             obs,
             Some(ExtraMemory {
@@ -225,6 +225,12 @@ impl Poppy {
             }),
         )
     }
+}
+
+/// The rows `[B, 1, width]` of the member embedding `table` for `members`.
+fn member_rows(table: &Tensor, members: &[i64]) -> Tensor {
+    let idx = Tensor::from_slice(members).to_device(table.device());
+    table.index_select(0, &idx).unsqueeze(1)
 }
 
 impl Agent for Poppy {
