@@ -202,12 +202,12 @@ fn an_unknown_env_is_rejected_with_the_names() {
 fn hops_out_of_range_name_the_parameter_and_the_range() {
     for hops in ["8", "9", "0"] {
         let err = fails(&["envs", "show", "cycle", "--length", "8", "--hops", hops]);
-        assert!(err.contains(&format!("`hops` = {hops}")), "{err}");
+        assert!(err.contains(&format!("`--hops` = {hops}")), "{err}");
         assert!(err.contains("1..=7"), "{err}");
     }
     let err = fails(&["envs", "show", "cvpr", "--length", "10", "--hops", "10"]);
     assert!(
-        err.contains("`hops` = 10") && err.contains("1..=9"),
+        err.contains("`--hops` = 10") && err.contains("1..=9"),
         "{err}"
     );
 }
@@ -215,21 +215,31 @@ fn hops_out_of_range_name_the_parameter_and_the_range() {
 #[test]
 fn bad_parameters_name_the_parameter_and_what_is_allowed() {
     let err = fails(&["envs", "show", "cycle", "--length", "8", "--lenght", "3"]);
-    assert!(err.contains("lenght"), "{err}");
-    assert!(err.contains("parameters of `cycle`: length"), "{err}");
+    assert!(
+        err.contains("no option `--lenght` (did you mean `--length`?)")
+            && err.contains("its parameters: --length, --max-chain-len"),
+        "{err}"
+    );
+    // Messages name the flag as typed: `--set` belongs to train, `--level` is an alias.
+    let err = fails(&["envs", "check", "cycle", "--set", "length=3"]);
+    assert!(err.contains("no option `--set`"), "{err}");
+    let err = fails(&["envs", "show", "cycle", "--length", "8", "--level", "9"]);
+    assert!(err.contains("`--level` = 9"), "{err}");
+    let err = fails(&["envs", "check", "cycle", "--episodes", "0"]);
+    assert!(err.contains("`--episodes` must be at least 1"), "{err}");
 
     let err = fails(&["envs", "check", "cycle", "--length", "1"]);
     assert!(
-        err.contains("`length` = 1") && err.contains("2..=1048576"),
+        err.contains("`--length` = 1") && err.contains("2..=1048576"),
         "{err}"
     );
 
     let err = fails(&["envs", "show", "cycle", "--length", "many"]);
-    assert!(err.contains("`length` = many"), "{err}");
+    assert!(err.contains("`--length` = many"), "{err}");
     assert!(err.contains("non-negative integer"), "{err}");
 
     let err = fails(&["envs", "show", "binpack", "--reward", "often"]);
-    assert!(err.contains("`reward` = often") && err.contains("dense or sparse"));
+    assert!(err.contains("`--reward` = often") && err.contains("dense or sparse"));
 
     let err = fails(&["envs", "show", "cycle", "--seed", "-1"]);
     assert!(

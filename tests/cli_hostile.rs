@@ -123,6 +123,18 @@ fn hostile_arguments_are_refused_with_a_message() {
         &["", "/nonexistent.toml", "tiny.toml/x"],
     );
     add(&["train"], "--resume", &["/nonexistent", ""]);
+    let mut from: Vec<&str> = zero_too.clone();
+    from.extend(["/nonexistent.json", "tiny.toml"]);
+    add(
+        &["train", "--resume", "runs/tiny"],
+        "--from-checkpoint",
+        &from,
+    );
+    add(
+        &train,
+        "--set",
+        &["model.head_dim=1000000", "train.batch_size=1000000000"],
+    );
     add(&eval, "--episodes", &zero_too);
     add(&eval, "--levels", &["0", "99", "-1", "nan", ""]);
     add(&eval, "--threads", &zero_too);

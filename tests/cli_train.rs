@@ -286,3 +286,151 @@ fn a_closed_stdout_does_not_end_training() {
     let last = d.join("runs/tiny/checkpoints/step-0000000012.json");
     assert!(last.exists(), "no final checkpoint: {stderr}");
 }
+
+/// A model too large for memory is refused before anything is allocated or written, with
+/// the figures and the keys that size it.
+#[test]
+fn a_model_too_large_for_memory_is_refused_before_it_starts() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let out = factorexe(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--device",
+            "cpu",
+            "--set",
+            "model.heads=1024",
+            "--set",
+            "model.head_dim=4096",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.to_lowercase().starts_with("error")
+            && stderr.contains("GiB")
+            && stderr.contains("model.head_dim"),
+        "{stderr}"
+    );
+    assert!(!d.join("runs/tiny").exists(), "nothing left behind");
+}
+
+/// The dead end of a diverged run is open: the error says how to continue from the last
+/// checkpoint with a lower learning rate, and a resume accepts that change (recorded in the
+/// run's history); an older checkpoint can be named with --from-checkpoint.
+#[test]
+fn a_diverged_run_continues_with_a_lower_learning_rate() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    let out = factorexe(
+        d,
+        &[
+            "train",
+            "--config",
+            "tiny.toml",
+            "--device",
+            "cpu",
+            "--set",
+            "optim.lr=1e30",
+            "--set",
+            "optim.warmup_steps=1",
+            "--set",
+            "optim.clip_grad_norm=0",
+            "--set",
+            "log.checkpoint_every=1",
+            "--set",
+            "log.keep_checkpoints=0",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("diverged")
+            && stderr.contains("factorexe train --resume")
+            && stderr.contains("--set optim.lr="),
+        "{stderr}"
+    );
+    let checkpoints: Vec<String> = std::fs::read_dir(d.join("runs/tiny/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert!(
+        !checkpoints.is_empty(),
+        "a checkpoint before the divergence"
+    );
+
+    // From the first checkpoint (the later ones were made with the huge rate), lower rate.
+    let resumed = factorexe(
+        d,
+        &[
+            "train",
+            "--resume",
+            "runs/tiny",
+            "--from-checkpoint",
+            "1",
+            "--set",
+            "optim.lr=1e-3",
+            "--set",
+            "optim.clip_grad_norm=1",
+            "--set",
+            "train.steps=3",
+            "--device",
+            "cpu",
+        ],
+    );
+    let (stdout, stderr) = text(&resumed);
+    // optim.clip_grad_norm is not a change a resume accepts: refused, naming what is.
+    assert!(!resumed.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("optim.clip_grad_norm") && stderr.contains("optim.lr"),
+        "{stderr}"
+    );
+    let resumed = factorexe(
+        d,
+        &[
+            "train",
+            "--resume",
+            "runs/tiny",
+            "--from-checkpoint",
+            "1",
+            "--set",
+            "optim.lr=1e-9",
+            "--set",
+            "train.steps=3",
+            "--device",
+            "cpu",
+        ],
+    );
+    let (stdout, stderr) = text(&resumed);
+    assert!(
+        stdout.contains("resumed at step 1") && stdout.contains("changed on resume: optim.lr"),
+        "{stdout}{stderr}"
+    );
+    let history = std::fs::read_to_string(d.join("runs/tiny/history.jsonl")).unwrap();
+    assert!(
+        history.contains("\"resume\"") && history.contains("optim.lr"),
+        "{history}"
+    );
+    if checkpoints.len() > 1 {
+        assert!(d.join("runs/tiny/superseded/1/checkpoints").is_dir());
+    }
+
+    let unknown = factorexe(
+        d,
+        &["train", "--resume", "runs/tiny", "--from-checkpoint", "77"],
+    );
+    let (_, stderr) = text(&unknown);
+    assert!(
+        !unknown.status.success() && stderr.contains("no checkpoint of step 77"),
+        "{stderr}"
+    );
+    let without_resume = factorexe(
+        d,
+        &["train", "--config", "tiny.toml", "--from-checkpoint", "1"],
+    );
+    assert!(!without_resume.status.success());
+}

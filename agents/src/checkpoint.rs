@@ -484,6 +484,36 @@ pub fn list(run_dir: &Path) -> Result<Vec<CheckpointEntry>, CheckpointError> {
     scan(&checkpoint_dir(run_dir))
 }
 
+/// Moves the checkpoint files of steps after `step` (sidecars, tensor files, and a tensor
+/// file whose sidecar was never written) from the run's `checkpoints/` into `dest`;
+/// returns how many files moved.
+pub fn move_after(run_dir: &Path, step: u64, dest: &Path) -> Result<usize, CheckpointError> {
+    let dir = checkpoint_dir(run_dir);
+    let read = match fs::read_dir(&dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut later = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(io_err(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let s = parse_name(&name, "json").or_else(|| parse_name(&name, "safetensors"));
+        if s.is_some_and(|s| s > step) {
+            later.push(entry.path());
+        }
+    }
+    if later.is_empty() {
+        return Ok(0);
+    }
+    fs::create_dir_all(dest).map_err(io_err(dest))?;
+    for path in &later {
+        let to = dest.join(path.file_name().unwrap_or_default());
+        fs::rename(path, &to).map_err(io_err(path))?;
+    }
+    Ok(later.len())
+}
+
 /// Loads the newest checkpoint of a run. A damaged newest checkpoint is an error (naming
 /// the file), not a silent fall back to an older one: load an older one explicitly with
 /// [`load`] if that is what is wanted.

@@ -59,6 +59,7 @@ pub mod error;
 pub mod eval;
 mod files;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod policy;

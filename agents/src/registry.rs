@@ -66,5 +66,10 @@ pub fn resolve(cfg: &mut RunConfig) -> Result<(), ConfigError> {
 pub fn build(cfg: &RunConfig, env: &AnyEnv, device: Device) -> Result<AnyAgent, AgentError> {
     let entry = agent(&cfg.algo.name).map_err(|e| AgentError::Config(e.to_string()))?;
     let settings = (entry.resolve)(&cfg.algo.settings).map_err(AgentError::Config)?;
+    // An allocation too large for memory aborts the process; refuse it while that is an error.
+    if device == Device::Cpu {
+        crate::memory::check_fits(cfg, envs::Env::spec(env), crate::memory::available_bytes())
+            .map_err(AgentError::Config)?;
+    }
     (entry.build)(&AgentContext::new(cfg, env, device), &settings)
 }

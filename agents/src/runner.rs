@@ -58,6 +58,14 @@ pub enum RunError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Training diverged after a checkpoint was saved; the advice says how to go on.
+    #[error("{source}\n{advice}")]
+    Diverged {
+        /// The divergence.
+        source: Box<RunError>,
+        /// How to continue from the last checkpoint.
+        advice: String,
+    },
     /// The run directory cannot be used (it holds another run, or cannot be cleared).
     #[error("{0}")]
     RunDir(String),
@@ -97,6 +105,87 @@ pub struct TrainSummary {
     /// Path of the last checkpoint written.
     pub checkpoint: Option<PathBuf>,
 }
+
+/// Config keys a resumed run may change (a trailing `.` covers a whole section): the run's
+/// length, its learning rate and schedule, evaluation and logging. Anything else would make
+/// the resumed run a different experiment from the one its checkpoints and logs record.
+pub const CHANGEABLE_ON_RESUME: &[&str] = &[
+    "train.steps",
+    "train.time_limit_s",
+    "optim.lr",
+    "optim.warmup_steps",
+    "optim.schedule",
+    "optim.min_lr_ratio",
+    "eval.",
+    "log.",
+];
+
+fn changeable_on_resume(key: &str) -> bool {
+    CHANGEABLE_ON_RESUME.iter().any(|k| {
+        if k.ends_with('.') {
+            key.starts_with(k)
+        } else {
+            key == *k
+        }
+    })
+}
+
+/// The newest checkpoint of the run; when it is damaged, the error names the intact older
+/// ones and how to resume from one.
+fn load_latest_naming_intact(run_dir: &Path) -> Result<checkpoint::Loaded, RunError> {
+    let err = match checkpoint::load_latest(run_dir) {
+        Ok(loaded) => return Ok(loaded),
+        Err(e @ CheckpointError::NoCheckpoint { .. }) => return Err(e.into()),
+        Err(e) => e,
+    };
+    let mut entries = checkpoint::list(run_dir)?;
+    entries.pop();
+    let intact: Vec<u64> = entries
+        .iter()
+        .rev()
+        .filter(|e| checkpoint::load(&e.path).is_ok())
+        .map(|e| e.step)
+        .collect();
+    let advice = match intact.first() {
+        Some(newest) => format!(
+            "intact older checkpoints: step {}; resume from one with --from-checkpoint {newest} \
+             (later checkpoint files are moved to superseded/, not deleted)",
+            intact
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", step ")
+        ),
+        None => "no older checkpoint is intact".to_string(),
+    };
+    Err(RunError::Resume(format!(
+        "the newest checkpoint is damaged: {err}\n{advice}"
+    )))
+}
+
+/// Before a resume from step `step`: moves later checkpoint files, and a copy of
+/// `metrics.jsonl` as it is, to the next free `superseded/<n>/`; returns that folder when
+/// there was anything to move.
+fn set_aside_after(run_dir: &Path, step: u64) -> Result<Option<PathBuf>, RunError> {
+    let root = run_dir.join(SUPERSEDED_DIR);
+    let mut n = 1;
+    while root.join(n.to_string()).exists() {
+        n += 1;
+    }
+    let dest = root.join(n.to_string());
+    if checkpoint::move_after(run_dir, step, &dest.join(checkpoint::CHECKPOINT_DIR))? == 0 {
+        return Ok(None);
+    }
+    let metrics = run_dir.join(logging::METRICS_FILE);
+    if metrics.is_file() {
+        std::fs::copy(&metrics, dest.join(logging::METRICS_FILE))
+            .map_err(|e| RunError::Resume(format!("{}: {e}", metrics.display())))?;
+    }
+    Ok(Some(dest))
+}
+
+/// Where a resume from an older checkpoint puts the files of the steps it redoes.
+pub const SUPERSEDED_DIR: &str = "superseded";
 
 /// Averages training scalars between two log points.
 #[derive(Debug, Default)]
@@ -181,6 +270,8 @@ pub struct Runner<A: Agent> {
     /// When the running `train` call started.
     started: Option<Instant>,
     commit: Option<CommitFn>,
+    /// Config keys changed by the last resume (`key: saved X, current Y`).
+    resumed_changes: Vec<String>,
 }
 
 impl<A: Agent> Runner<A> {
@@ -210,6 +301,7 @@ impl<A: Agent> Runner<A> {
             elapsed_before: 0.0,
             started: None,
             commit: None,
+            resumed_changes: Vec::new(),
         })
     }
 
@@ -218,6 +310,7 @@ impl<A: Agent> Runner<A> {
     pub fn with_run_dir(mut self, run_dir: &Path) -> Result<Self, RunError> {
         let toml = self.cfg.to_toml();
         logging::write_config(run_dir, &toml)?;
+        logging::append_history(run_dir, &serde_json::json!({"event": "start", "step": 0}))?;
         let mut logger = Logger::create(run_dir)?;
         let hp = logging::hparams_from_toml(&toml)?;
         logger.hparams(&hp, &[])?;
@@ -228,10 +321,43 @@ impl<A: Agent> Runner<A> {
     }
 
     /// Continues the run in `run_dir` from its latest checkpoint: weights, optimizer state,
-    /// step, curriculum. The checkpoint's config must agree with this one except for the
-    /// run length and logging/eval settings; the error lists every other difference.
-    pub fn resume(mut self, run_dir: &Path) -> Result<Self, RunError> {
-        let loaded = checkpoint::load_latest(run_dir)?;
+    /// step, curriculum. The checkpoint's config must agree with this one except for the keys
+    /// of [`CHANGEABLE_ON_RESUME`]; the error lists every other difference.
+    pub fn resume(self, run_dir: &Path) -> Result<Self, RunError> {
+        self.resume_from(run_dir, None)
+    }
+
+    /// As [`resume`](Self::resume), from `checkpoint` (a checkpoint of this run, e.g. an
+    /// older one when the newest is damaged) when given. Checkpoint files of later steps are
+    /// moved to `superseded/<n>/checkpoints/` with a copy of `metrics.jsonl` as it was, so
+    /// nothing is deleted; the resumed run writes those steps again. Every resume appends a
+    /// record to `history.jsonl`: the step, the checkpoint and the config keys it changed.
+    pub fn resume_from(
+        mut self,
+        run_dir: &Path,
+        checkpoint: Option<&Path>,
+    ) -> Result<Self, RunError> {
+        let loaded = match checkpoint {
+            Some(path) => {
+                let loaded = checkpoint::load(path)?;
+                let own = checkpoint::checkpoint_dir(run_dir);
+                let parent = loaded.path.parent().map(Path::to_path_buf);
+                let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
+                if !parent.is_some_and(|p| same(&p, &own)) {
+                    return Err(RunError::Resume(format!(
+                        "{} is not a checkpoint of the run in {} (to start from another run's \
+                         weights, use algo.init)",
+                        path.display(),
+                        run_dir.display()
+                    )));
+                }
+                loaded
+            }
+            None => load_latest_naming_intact(run_dir)?,
+        };
         let saved = &loaded.checkpoint;
         // A run saved before a config key existed has no value for it; read through today's
         // schema, the key takes its default, which is what that run used.
@@ -239,23 +365,16 @@ impl<A: Agent> Runner<A> {
             .map(|c| c.to_toml())
             .unwrap_or_else(|_| saved.config_toml.clone());
         let diffs = checkpoint::config_differences(&saved_toml, &self.cfg.to_toml())?;
-        let fatal: Vec<&String> = diffs
-            .iter()
-            .filter(|d| {
-                !["train.steps", "train.time_limit_s", "eval.", "log."]
-                    .iter()
-                    .any(|p| d.starts_with(p))
-            })
-            .collect();
+        let (changes, fatal): (Vec<String>, Vec<String>) = diffs
+            .into_iter()
+            .partition(|d| changeable_on_resume(d.split(':').next().unwrap_or_default()));
         if !fatal.is_empty() {
             return Err(RunError::Resume(format!(
-                "the checkpoint {} was made with a different config:\n  {}",
+                "the checkpoint {} was made with a different config:\n  {}\n\
+                 a resumed run may change only {}",
                 loaded.path.display(),
-                fatal
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
+                fatal.join("\n  "),
+                CHANGEABLE_ON_RESUME.join(", ")
             )));
         }
         self.agent.load_state(&loaded.tensors)?;
@@ -283,6 +402,23 @@ impl<A: Agent> Runner<A> {
             .get("elapsed_s")
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0);
+        // Everything is checked: from here on the run directory changes.
+        let superseded = set_aside_after(run_dir, self.step)?;
+        // A finished run resumed has nothing to do and is left as it is.
+        let continues = self.step < self.cfg.train.steps || superseded.is_some();
+        if continues {
+            logging::append_history(
+                run_dir,
+                &serde_json::json!({
+                    "event": "resume",
+                    "step": self.step,
+                    "checkpoint": loaded.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    "changes": changes,
+                    "superseded": superseded.as_ref().map(|p| p.display().to_string()),
+                }),
+            )?;
+        }
+        self.resumed_changes = changes;
         logging::write_config(run_dir, &self.cfg.to_toml())?;
         // A finished run has nothing left to log: no new event file, `metrics.jsonl` as is.
         if self.step < self.cfg.train.steps {
@@ -292,6 +428,17 @@ impl<A: Agent> Runner<A> {
         self.last_checkpoint = Some(loaded.path.clone());
         self.checkpoint_step = Some(self.step);
         Ok(self)
+    }
+
+    /// Step of the newest checkpoint on disk (saved or resumed from), if any.
+    pub fn checkpoint_step(&self) -> Option<u64> {
+        self.checkpoint_step
+    }
+
+    /// The config keys the last [`resume_from`](Self::resume_from) changed, as
+    /// `key: saved X, current Y`.
+    pub fn resumed_changes(&self) -> &[String] {
+        &self.resumed_changes
     }
 
     /// Makes `f` run once after the first update of the next [`train`](Self::train) call;
@@ -843,6 +990,156 @@ every = 2
             .expect("a mismatched config is an error")
             .to_string();
         assert!(err.contains("model.heads: saved 2, current 4"), "{err}");
+    }
+
+    /// The `(step, value)` records of `tag` in a run's `metrics.jsonl`.
+    fn records(run_dir: &std::path::Path, tag: &str) -> Vec<(u64, f64)> {
+        std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["tag"] == tag)
+            .map(|v| (v["step"].as_u64().unwrap(), v["value"].as_f64().unwrap()))
+            .collect()
+    }
+
+    /// The learning rate is a change a resume accepts: it takes effect from the next update
+    /// and the run's history records it; the model is not.
+    #[test]
+    fn a_resume_may_lower_the_learning_rate_and_records_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let base = [
+            "train.steps=2",
+            "log.every=1",
+            "optim.warmup_steps=1",
+            "optim.schedule=constant",
+        ];
+        runner(config(&base))
+            .with_run_dir(&run_dir)
+            .unwrap()
+            .train()
+            .unwrap();
+        let sets = [
+            "train.steps=4",
+            "log.every=1",
+            "optim.warmup_steps=1",
+            "optim.schedule=constant",
+            "optim.lr=1e-4",
+        ];
+        let mut r = runner(config(&sets)).resume(&run_dir).unwrap();
+        assert_eq!(r.resumed_changes().len(), 2, "{:?}", r.resumed_changes());
+        assert!(r
+            .resumed_changes()
+            .iter()
+            .any(|c| c.starts_with("optim.lr:")));
+        r.train().unwrap();
+        let lr = records(&run_dir, "train/lr");
+        assert_eq!(lr.len(), 4, "{lr:?}");
+        let before = lr[0].1;
+        assert!(before > 1e-4, "{lr:?}");
+        for &(step, v) in &lr {
+            let want = if step <= 2 { before } else { 1e-4 };
+            assert!((v - want).abs() < 1e-12, "step {step}: lr {v}");
+        }
+        let history = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+        let events: Vec<serde_json::Value> = history
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{history}");
+        assert_eq!(events[0]["event"], "start");
+        assert_eq!(
+            (events[1]["event"].as_str(), events[1]["step"].as_u64()),
+            (Some("resume"), Some(2))
+        );
+        assert!(
+            events[1]["changes"].to_string().contains("optim.lr"),
+            "{history}"
+        );
+        let err = runner(config(&["train.steps=4", "model.heads=4", "optim.lr=1e-4"]))
+            .resume(&run_dir)
+            .err()
+            .expect("a changed model is refused")
+            .to_string();
+        assert!(
+            err.contains("model.heads") && err.contains("optim.lr"),
+            "{err}"
+        );
+    }
+
+    /// A damaged newest checkpoint: the error names the intact older ones; resuming from one
+    /// moves the later files aside (with the metrics as they were) and redoes those steps.
+    #[test]
+    fn resuming_from_an_older_checkpoint_keeps_the_later_files_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let sets = [
+            "train.steps=3",
+            "log.checkpoint_every=1",
+            "log.keep_checkpoints=0",
+        ];
+        runner(config(&sets))
+            .with_run_dir(&run_dir)
+            .unwrap()
+            .train()
+            .unwrap();
+        let ckpts = run_dir.join("checkpoints");
+        let listed = crate::checkpoint::list(&run_dir).unwrap();
+        assert_eq!(listed.iter().map(|e| e.step).collect::<Vec<_>>(), [1, 2, 3]);
+        let name = |i: usize| listed[i].path.file_name().unwrap().to_owned();
+        let newest = listed[2].path.with_extension("safetensors");
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&newest, &bytes).unwrap();
+        let metrics_before = std::fs::read(run_dir.join("metrics.jsonl")).unwrap();
+
+        let err = runner(config(&sets))
+            .resume(&run_dir)
+            .err()
+            .expect("a damaged newest checkpoint is an error")
+            .to_string();
+        assert!(
+            err.contains("step 2, step 1") && err.contains("--from-checkpoint 2"),
+            "{err}"
+        );
+
+        let older = listed[1].path.clone();
+        let mut r = runner(config(&sets))
+            .resume_from(&run_dir, Some(&older))
+            .unwrap();
+        assert_eq!(r.step(), 2);
+        let aside = run_dir.join("superseded/1");
+        let set_aside = aside.join("checkpoints").join(name(2));
+        assert_eq!(
+            std::fs::read(set_aside.with_extension("safetensors")).unwrap(),
+            bytes
+        );
+        assert!(set_aside.is_file());
+        assert_eq!(
+            std::fs::read(aside.join("metrics.jsonl")).unwrap(),
+            metrics_before
+        );
+        r.train().unwrap();
+        crate::checkpoint::load(&ckpts.join(name(2))).unwrap();
+
+        // A checkpoint of another run is not a resume point.
+        let other = dir.path().join("other");
+        runner(config(&["train.steps=1"]))
+            .with_run_dir(&other)
+            .unwrap()
+            .train()
+            .unwrap();
+        let err = runner(config(&sets))
+            .resume_from(
+                &run_dir,
+                Some(&crate::checkpoint::list(&other).unwrap()[0].path),
+            )
+            .err()
+            .expect("another run's checkpoint is refused")
+            .to_string();
+        assert!(err.contains("algo.init"), "{err}");
     }
 
     /// A run of one update in `dir/r`: its directory and its checkpoint.

@@ -40,10 +40,11 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tch::Device;
 
-use crate::agent::{Agent, AnyAgent};
+use crate::agent::{Agent, AgentError, AnyAgent};
 use crate::config::RunConfig;
 use crate::files::{self, DirLock, LockError};
 use crate::logging::{CONFIG_FILE, METRICS_FILE};
+use crate::optim::OptimError;
 use crate::runner::{RunError, Runner, TrainSummary};
 
 /// Prints a line to stdout, dropping it when stdout is closed (the reader of `factorexe train
@@ -73,6 +74,9 @@ pub struct TrainOptions {
     pub run_dir: Option<PathBuf>,
     /// Continue the run in the directory from its latest checkpoint.
     pub resume: bool,
+    /// With `resume`: continue from this checkpoint of the run instead of the latest (a
+    /// step number or a checkpoint file).
+    pub resume_from: Option<CheckpointChoice>,
     /// Replace a run already in the directory: the new run is built aside and replaces the
     /// old one only once its first update is done.
     pub overwrite: bool,
@@ -96,6 +100,7 @@ impl TrainOptions {
             config,
             run_dir: None,
             resume: false,
+            resume_from: None,
             overwrite: false,
             device: Device::Cpu,
             threads: None,
@@ -110,6 +115,54 @@ impl TrainOptions {
         self.run_dir
             .clone()
             .unwrap_or_else(|| Path::new(&self.config.log.dir).join(&self.config.name))
+    }
+}
+
+/// Which checkpoint of a run to resume from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointChoice {
+    /// The checkpoint saved after this many updates.
+    Step(u64),
+    /// A checkpoint file (`step-<n>.json` or its `.safetensors`) in the run's `checkpoints/`.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for CheckpointChoice {
+    type Err = std::convert::Infallible;
+
+    /// A number is a step; anything else is a file.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.parse::<u64>() {
+            Ok(step) => CheckpointChoice::Step(step),
+            Err(_) => CheckpointChoice::File(PathBuf::from(s)),
+        })
+    }
+}
+
+impl CheckpointChoice {
+    /// The checkpoint's sidecar in `run_dir`; the error lists the run's checkpoints.
+    fn path(&self, run_dir: &Path) -> Result<PathBuf, RunError> {
+        match self {
+            CheckpointChoice::File(p) => Ok(p.clone()),
+            CheckpointChoice::Step(step) => {
+                let all = crate::checkpoint::list(run_dir)?;
+                match all.iter().find(|e| e.step == *step) {
+                    Some(e) => Ok(e.path.clone()),
+                    None => Err(RunError::Resume(format!(
+                        "{} has no checkpoint of step {step}; it has {}",
+                        run_dir.display(),
+                        if all.is_empty() {
+                            "none".to_string()
+                        } else {
+                            all.iter()
+                                .map(|e| format!("step {}", e.step))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ))),
+                }
+            }
+        }
     }
 }
 
@@ -146,6 +199,8 @@ pub fn is_run_output(name: &str) -> bool {
     name == "checkpoints"
         || name == METRICS_FILE
         || name == CONFIG_FILE
+        || name == crate::logging::HISTORY_FILE
+        || name == crate::runner::SUPERSEDED_DIR
         || name.starts_with("events.out.tfevents.")
 }
 
@@ -592,9 +647,17 @@ pub fn train_agent(
         if checkpoints.is_dir() {
             check_writable(&checkpoints)?;
         }
-        let r = runner.resume(&run_dir)?;
+        let from = opts
+            .resume_from
+            .as_ref()
+            .map(|c| c.path(&run_dir))
+            .transpose()?;
+        let r = runner.resume_from(&run_dir, from.as_deref())?;
         if opts.print {
             say!("resumed at step {}", r.step());
+            for change in r.resumed_changes() {
+                say!("  changed on resume: {change}");
+            }
         }
         r
     } else {
@@ -638,7 +701,8 @@ pub fn train_agent(
     }));
     let summary = runner.train();
     bar.finish_and_clear();
-    let summary = summary?;
+    let checkpoint_step = runner.checkpoint_step();
+    let summary = summary.map_err(|e| with_resume_advice(e, &run_dir, checkpoint_step))?;
     let started = !runner.commit_pending();
     let eval_episodes = runner.config().eval.episodes;
     // Close the run's files, then unlock the directory (or undo a run that never started).
@@ -688,4 +752,24 @@ pub fn train_agent(
         }
     }
     Ok(summary)
+}
+
+/// A diverged run keeps its last checkpoint: say how to continue from it with a lower
+/// learning rate, a change a resume accepts.
+fn with_resume_advice(err: RunError, run_dir: &Path, checkpoint: Option<u64>) -> RunError {
+    let diverged = matches!(
+        &err,
+        RunError::Agent(AgentError::Optim(OptimError::NonFiniteGradient { .. }))
+    );
+    match checkpoint {
+        Some(step) if diverged => RunError::Diverged {
+            source: Box::new(err),
+            advice: format!(
+                "the run is kept as of its checkpoint of step {step}; continue from there with \
+                 a lower learning rate: factorexe train --resume {} --set optim.lr=<lower>",
+                run_dir.display()
+            ),
+        },
+        _ => err,
+    }
 }

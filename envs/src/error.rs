@@ -15,6 +15,18 @@ pub enum EnvError {
         /// The allowed values, in words.
         allowed: String,
     },
+    /// A parameter name the env does not have.
+    #[error("`{env}` has no parameter `{name}`{hint}; its parameters: {known}")]
+    UnknownParameter {
+        /// The env's registry name.
+        env: String,
+        /// The name given.
+        name: String,
+        /// `" (did you mean `x`?)"` when a parameter's name is close, else empty.
+        hint: String,
+        /// The env's parameter names, comma-separated.
+        known: String,
+    },
     /// `reset` was asked for a difficulty the env does not support.
     #[error("difficulty {difficulty} is outside {env}'s range {min}..={max}")]
     DifficultyOutOfRange {

@@ -452,15 +452,45 @@ pub fn make(name: &str, params: &EnvParams) -> Result<AnyEnv, EnvError> {
     let e = entry(name)?;
     for key in params.0.keys() {
         if !e.all_params().any(|p| p.name == key) {
-            let names: Vec<_> = e.all_params().map(|p| p.name).collect();
-            return Err(EnvError::InvalidParameter {
-                name: "param",
-                value: key.clone(),
-                allowed: format!("parameters of `{name}`: {}", names.join(", ")),
+            let names: Vec<&str> = e.all_params().map(|p| p.name).collect();
+            let hint = closest(key, &names)
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            return Err(EnvError::UnknownParameter {
+                env: name.to_string(),
+                name: key.clone(),
+                hint,
+                known: names.join(", "),
             });
         }
     }
     think_wrap((e.build)(params)?, params)
+}
+
+/// The name in `names` nearest to `typo` by edit distance, when it is at most a third of
+/// the typo's length (at least 1) away: a misspelling, not a different word.
+pub fn closest<'a>(typo: &str, names: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, &cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    let limit = (typo.chars().count() / 3).max(1);
+    names
+        .iter()
+        .map(|&n| (distance(typo, n), n))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, n)| n)
 }
 
 /// The parameters every env accepts: with `thoughts = K`, the env is wrapped in [`Think`].

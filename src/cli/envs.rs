@@ -51,6 +51,8 @@ struct Parsed {
     params: EnvParams,
     seed: Option<u64>,
     difficulty: Option<Difficulty>,
+    /// The flag the difficulty was given with (`--hops`, `--level`, ...), for messages.
+    difficulty_flag: Option<String>,
     episodes: Option<usize>,
     max_difficulties: Option<usize>,
 }
@@ -60,6 +62,7 @@ fn parse(args: &[String]) -> anyhow::Result<Parsed> {
         params: EnvParams::new(),
         seed: None,
         difficulty: None,
+        difficulty_flag: None,
         episodes: None,
         max_difficulties: None,
     };
@@ -84,15 +87,27 @@ fn parse(args: &[String]) -> anyhow::Result<Parsed> {
         };
         match key.as_str() {
             "seed" => out.seed = Some(number("seed")?),
-            "hops" | "difficulty" | "digits" => {
+            "hops" | "difficulty" | "digits" | "level" => {
+                out.difficulty_flag = Some(format!("`--{key}`"));
                 out.difficulty = Some(
                     Difficulty::try_from(number(&key)?)
                         .with_context(|| format!("`--{key}` is too large"))?,
                 )
             }
-            "episodes" => out.episodes = Some(number("episodes")? as usize),
+            "episodes" => {
+                let n = number("episodes")?;
+                if n == 0 {
+                    bail!("`--episodes` must be at least 1 (episodes per difficulty)");
+                }
+                out.episodes = Some(usize::try_from(n).context("`--episodes` is too large")?);
+            }
             "max-difficulties" | "max_difficulties" => {
-                out.max_difficulties = Some(number("max-difficulties")? as usize)
+                let n = number("max-difficulties")?;
+                if n == 0 {
+                    bail!("`--max-difficulties` must be at least 1");
+                }
+                out.max_difficulties =
+                    Some(usize::try_from(n).context("`--max-difficulties` is too large")?);
             }
             _ => out.params.set_text(&key, &value),
         }
@@ -158,8 +173,51 @@ fn dashed(name: &str) -> String {
 fn build(a: &EnvArgs) -> anyhow::Result<(EnvEntry, ::envs::AnyEnv, Parsed)> {
     let parsed = parse(&a.params)?;
     let entry = registry::entry(&a.name)?;
-    let env = registry::make(&a.name, &parsed.params)?;
+    let env = registry::make(&a.name, &parsed.params).map_err(|e| as_flags_error(e, &entry))?;
     Ok((entry, env, parsed))
+}
+
+/// The options `show` and `check` take besides the env's parameters.
+const OWN_OPTIONS: &str =
+    "--seed, --hops (or --difficulty, --digits, --level), --episodes, --max-difficulties";
+
+/// An env error as a command-line user reads it: parameters named by the flags they typed.
+fn as_flags_error(e: ::envs::EnvError, entry: &EnvEntry) -> anyhow::Error {
+    match e {
+        ::envs::EnvError::UnknownParameter { env, name, .. } => {
+            let flags: Vec<String> = entry
+                .all_params()
+                .map(|p| format!("--{}", dashed(p.name)))
+                .collect();
+            let names: Vec<&str> = entry.all_params().map(|p| p.name).collect();
+            let hint = registry::closest(&name, &names)
+                .map(|n| format!(" (did you mean `--{}`?)", dashed(n)))
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "`{env}` has no option `--{}`{hint}; its parameters: {}; options: {OWN_OPTIONS}",
+                dashed(&name),
+                flags.join(", ")
+            )
+        }
+        other => anyhow::anyhow!(as_flags(&other.to_string(), entry)),
+    }
+}
+
+/// `text` with the env's parameter names written as the flags that set them: a name in
+/// backticks, or a multi-word name (`max_chain_len`) anywhere, becomes `--max-chain-len`.
+/// One-word names outside backticks are left alone: they read as ordinary words.
+fn as_flags(text: &str, entry: &EnvEntry) -> String {
+    let mut out = text.to_string();
+    for p in entry.all_params() {
+        let flag = format!("--{}", dashed(p.name));
+        out = out.replace(&format!("`{}`", p.name), &format!("`{flag}`"));
+        if p.name.contains('_') {
+            out = out.replace(p.name, &flag);
+        }
+    }
+    out.replace("`hops`", "`--hops`")
+        .replace("`difficulty`", "`--difficulty`")
+        .replace("`digits`", "`--digits`")
 }
 
 fn show(a: &EnvArgs) -> anyhow::Result<()> {
@@ -168,7 +226,17 @@ fn show(a: &EnvArgs) -> anyhow::Result<()> {
     let difficulty = p.difficulty.unwrap_or(spec.difficulty.max);
     let seed = p.seed.unwrap_or(0);
     // Reset first: a difficulty out of range fails before anything is printed.
-    env.reset(&mut EnvRng::seed_from_u64(seed), difficulty)?;
+    env.reset(&mut EnvRng::seed_from_u64(seed), difficulty)
+        .map_err(|e| {
+            let msg = as_flags_error(e, &entry).to_string();
+            match &p.difficulty_flag {
+                Some(typed) => anyhow::anyhow!(msg
+                    .replace("`--hops`", typed)
+                    .replace("`--difficulty`", typed)
+                    .replace("`--digits`", typed)),
+                None => anyhow::anyhow!(msg),
+            }
+        })?;
     let fields: Vec<String> = spec
         .obs
         .token_fields
@@ -217,20 +285,21 @@ fn show(a: &EnvArgs) -> anyhow::Result<()> {
 }
 
 fn check(a: &EnvArgs) -> anyhow::Result<()> {
-    let (_, mut env, p) = build(a)?;
+    let (entry, mut env, p) = build(a)?;
     let defaults = CheckOptions::default();
     let opts = CheckOptions {
         seed: p.seed.unwrap_or(defaults.seed),
         episodes_per_difficulty: p.episodes.unwrap_or(defaults.episodes_per_difficulty),
         max_difficulties: p.max_difficulties.unwrap_or(defaults.max_difficulties),
     };
-    let report = check_env_with(&mut env, &opts)?;
+    let report = check_env_with(&mut env, &opts)
+        .map_err(|e| anyhow::anyhow!(as_flags(&e.to_string(), &entry)))?;
     println!(
         "check_env({}): ok, {} episodes, {} steps, difficulties {:?}, seed {}",
         report.env, report.episodes, report.steps, report.difficulties, opts.seed
     );
     for w in &report.warnings {
-        println!("warning: {w}");
+        println!("warning: {}", as_flags(w, &entry));
     }
     Ok(())
 }

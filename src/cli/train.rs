@@ -49,6 +49,11 @@ pub struct Args {
     /// With --config the run is <log.dir>/<name>; without, give its directory.
     #[arg(long, value_name = "RUN_DIR", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
+    /// With --resume: continue from this checkpoint of the run instead of its latest, a
+    /// step number or a checkpoint file (e.g. when the newest is damaged); checkpoint files
+    /// of later steps are moved to superseded/<n>/ in the run directory, not deleted.
+    #[arg(long, value_name = "STEP|FILE", requires = "resume")]
+    from_checkpoint: Option<agents::train::CheckpointChoice>,
     /// Start afresh in a run directory that already holds a run (its checkpoints, event
     /// files and metrics are deleted).
     #[arg(long, conflicts_with = "resume")]
@@ -87,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut opts = TrainOptions::new(cfg);
     opts.run_dir = Some(run_dir);
     opts.resume = args.resume.is_some();
+    opts.resume_from = args.from_checkpoint;
     opts.overwrite = args.overwrite;
     opts.device = device;
     opts.progress = !args.no_progress;

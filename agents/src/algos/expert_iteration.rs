@@ -775,11 +775,11 @@ impl Agent for ExpertIteration {
         let roots: Vec<envs::AnyEnv> = ctx.reset_problems(k)?.to_vec();
         let answers = if self.cfg.needs_answers() {
             let answers = oracle_answers(&roots, self.policy.answer_action()).ok_or_else(|| {
-                AgentError::Incompatible(
-                    "algo.answer_supervision and algo.value_target = \"answer_prob\" need an \
-                     env whose oracle gives the answer"
-                        .into(),
-                )
+                AgentError::Incompatible(super::rl::no_oracle_answer(
+                    "algo.answer_supervision and algo.value_target = \"answer_prob\" read the \
+                     oracle's answer",
+                    &roots,
+                ))
             })?;
             Some(answers)
         } else {

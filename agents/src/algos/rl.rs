@@ -219,15 +219,34 @@ pub fn on_policy_with_answers<A: Agent + ?Sized>(
 ) -> Result<(Episodes, Vec<Vec<i64>>), AgentError> {
     let envs = ctx.reset_problems(k)?;
     let answers = oracle_answers(envs, answer_action).ok_or_else(|| {
-        AgentError::Incompatible(
-            "algo.reward = \"answer_ce\" and algo.answer_supervision need an env whose \
-             oracle gives the answer"
-                .into(),
-        )
+        AgentError::Incompatible(no_oracle_answer(
+            "algo.reward = \"answer_ce\" and algo.answer_supervision read the oracle's answer",
+            envs,
+        ))
     })?;
     let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
     let ep = ctx.run_episodes(|obs, _| agent.act(obs, mode, &mut rng), k)?;
     Ok((ep, answers))
+}
+
+/// Why the oracle's answers could not be read, naming the difficulty and the chain cap when
+/// the cap cuts the oracle's chain (the usual cause: a training level beyond it).
+/// `need` says which settings read it.
+pub fn no_oracle_answer<E: Env>(need: &str, envs: &[E]) -> String {
+    let cut = envs.iter().find_map(|e| {
+        e.oracle_chain_fit()
+            .filter(|f| !f.fits)
+            .map(|f| (e.info(), f))
+    });
+    match cut {
+        Some((info, fit)) => format!(
+            "{need}, but at difficulty {} the oracle's chain is {} tokens, longer than the \
+             chain cap env.max_chain_len = {}: raise env.max_chain_len or leave that level out \
+             of train.levels",
+            info.difficulty, fit.oracle_chain_len, fit.max_chain_len
+        ),
+        None => format!("{need}, and this env's oracle does not give one"),
+    }
 }
 
 /// What the policy-gradient agents collect for an update: their episodes and, when the

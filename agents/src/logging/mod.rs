@@ -39,6 +39,8 @@ pub use summaries::{
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Name of the resolved config in a run directory.
 pub const CONFIG_FILE: &str = "config.toml";
+/// The run's history: one JSON record per start and resume (see [`append_history`]).
+pub const HISTORY_FILE: &str = "history.jsonl";
 
 /// Errors of the logging module.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +288,22 @@ pub fn write_config(run_dir: &Path, toml_text: &str) -> Result<PathBuf, LogError
     let path = run_dir.join(CONFIG_FILE);
     crate::files::write_atomic(&path, toml_text.as_bytes()).map_err(|e| LogError::io(&path, e))?;
     Ok(path)
+}
+
+/// Appends one JSON record (a start, a resume and what it changed) to the run's
+/// `history.jsonl`, synced to disk: the record of how a run came to be what it is.
+pub fn append_history(run_dir: &Path, record: &serde_json::Value) -> Result<(), LogError> {
+    let path = run_dir.join(HISTORY_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| LogError::io(&path, e))?;
+    let mut line = record.to_string();
+    line.push('\n');
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(|e| LogError::io(&path, e))
 }
 
 /// A markdown table for the TEXT tab (e.g. rendered examples: input, chain, answer, target).

@@ -111,7 +111,7 @@ fn the_users_task_agent_and_searcher_run_on_every_command() {
         ],
     );
     assert!(
-        short.contains("difficulty 4") && short.contains("max_chain_len = 2"),
+        short.contains("difficulty 4") && short.contains("--max-chain-len = 2"),
         "{short}"
     );
     let bad = lab(d, &["envs", "show", "prefix_parity", "--bits", "99"]);
