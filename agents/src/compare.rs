@@ -75,6 +75,10 @@ use crate::policy::CotPolicy;
 use crate::search_eval::{PolicyEvaluator, ValueSource};
 use crate::searchers::{Plays, SearchContext, SearchPurpose, SearchSpec};
 
+/// The TensorBoard image tag under which `factorexe search compare` logs its plot
+/// ([`CompareReport::plot`]'s PNG), at step 0.
+pub const PLOT_TAG: &str = "search/plot";
+
 /// Salt of the searchers' random streams.
 const SEARCH_SALT: u64 = 0x7365_6172_6368_0007;
 /// Salt of the paired bootstrap's random streams (apart from the searchers').
