@@ -265,9 +265,20 @@ impl ExpertIterationConfig {
                 self.searcher.name
             ));
         }
-        self.searcher
+        let resolved = self
+            .searcher
             .resolved(SearchPurpose::Train)
             .map_err(|e| format!("algo.searcher: {e}"))?;
+        if resolved
+            .carries_unspent()
+            .map_err(|e| format!("algo.searcher: {e}"))?
+        {
+            // Its play loop gives every decision the same budget.
+            return Err(format!(
+                "algo.searcher = {resolved}: carry_unspent = true is not supported by expert \
+                 iteration (every search gets algo.budget); set carry_unspent = false"
+            ));
+        }
         Ok(())
     }
 
