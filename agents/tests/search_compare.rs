@@ -253,18 +253,18 @@ fn table_csv_plot_and_events_are_written() {
     );
 }
 
-/// The anytime variants, set to stop early often on a tiny policy: as registered (stop at 0.9
-/// and carry the unspent calls forward), stopping without carrying, and stopping at a low
-/// threshold after a single simulation.
+/// The anytime variants: as registered, carrying the unspent calls forward, and stopping at a
+/// low threshold after a single simulation (and carrying), so that decisions stop early often
+/// on a tiny policy.
 fn anytime_searchers() -> Vec<SearchSpec> {
     let purpose = SearchPurpose::Evaluate;
     let mut specs = Vec::new();
     for name in ["mcts_anytime", "gumbel_anytime"] {
         specs.push(SearchSpec::parse(name, purpose).unwrap());
-        let mut no_carry = SearchSpec::parse(name, purpose).unwrap();
-        no_carry.set("carry_unspent", "false", purpose).unwrap();
-        specs.push(no_carry);
-        let mut eager = SearchSpec::parse(name, purpose).unwrap();
+        let mut carry = SearchSpec::parse(name, purpose).unwrap();
+        carry.set("carry_unspent", "true", purpose).unwrap();
+        specs.push(carry.clone());
+        let mut eager = carry;
         eager.set("stop_when_confident", "0.3", purpose).unwrap();
         eager.set("min_simulations", "1", purpose).unwrap();
         specs.push(eager);

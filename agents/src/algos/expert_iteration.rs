@@ -1097,5 +1097,10 @@ mod tests {
         );
         let err = resolve("searcher = { name = \"gumbel\", gumbel_scale = -1.0 }").unwrap_err();
         assert!(err.contains("gumbel_scale = -1"), "{err}");
+        // Stopping early works in its play loop, a per-episode pool does not.
+        resolve("searcher = { name = \"gumbel\", stop_when_confident = 0.8 }").unwrap();
+        let err =
+            resolve("searcher = { name = \"mcts_anytime\", carry_unspent = true }").unwrap_err();
+        assert!(err.contains("carry_unspent = true"), "{err}");
     }
 }
