@@ -142,7 +142,14 @@ fn the_same_seed_gives_the_same_report() {
 fn test_time_search_reads_neither_rewards_nor_answers() {
     let e = env();
     let p = policy(&e, 2);
-    let cfg = config(ValueSource::Head);
+    let mut cfg = config(ValueSource::Head);
+    // The anytime variants too, with the per-problem pool.
+    for name in ["mcts_anytime", "gumbel_anytime"] {
+        let mut spec = SearchSpec::parse(name, SearchPurpose::Evaluate).unwrap();
+        spec.set("carry_unspent", "true", SearchPurpose::Evaluate)
+            .unwrap();
+        cfg.searchers.push(spec);
+    }
     let plain = compare(&e, &p, &cfg, |_| {}).unwrap();
     let sealed = compare(&AnyEnv::custom(Sealed(e.clone())), &p, &cfg, |_| {}).unwrap();
     assert_eq!(strip(&plain), strip(&sealed));
