@@ -10,6 +10,8 @@ LOGDIR is a folder of runs (e.g. runs/) or one run. The output:
                   "scalars":    {TAG: [[STEP, VALUE], ...]},
                   "text":       {TAG: [[STEP, TEXT], ...]},
                   "histograms": {TAG: [[STEP, [[LEFT, RIGHT, COUNT], ...]], ...]},
+                  "images":     {TAG: [[STEP, {"width": W, "height": H, "png_bytes": N,
+                                               "png_crc32": CRC}], ...]},
                   "hparams":    {"session_start_info": {NAME: VALUE},
                                  "experiment": {"hparams": [NAME], "metrics": [TAG]}}}},
    "hparams_tab": {"hparams": [NAME], "metrics": [TAG],
@@ -24,6 +26,7 @@ own request handlers. Used by agents/tests/logging_tensorboard.rs; handy by hand
 
 import json
 import sys
+import zlib
 
 try:
     from tensorboard import context as tb_context
@@ -53,7 +56,7 @@ def pb_value(v):
 
 
 def read_run(acc):
-    out = {"plugins": {}, "scalars": {}, "text": {}, "histograms": {}, "hparams": {}}
+    out = {"plugins": {}, "scalars": {}, "text": {}, "histograms": {}, "images": {}, "hparams": {}}
     for plugin in acc.ActivePlugins():
         out["plugins"][plugin] = sorted(acc.PluginTagToContent(plugin))
     for tag in acc.Tags()["tensors"]:
@@ -72,6 +75,22 @@ def read_run(acc):
             out["histograms"][tag] = [
                 [e.step, tensor_util.make_ndarray(e.tensor_proto).tolist()] for e in events
             ]
+        elif plugin == "images":
+            # The images plugin's tensor: [width, height, encoded image, ...] as strings.
+            out["images"][tag] = []
+            for e in events:
+                width, height, png = tensor_util.make_ndarray(e.tensor_proto).tolist()[:3]
+                out["images"][tag].append(
+                    [
+                        e.step,
+                        {
+                            "width": int(width),
+                            "height": int(height),
+                            "png_bytes": len(png),
+                            "png_crc32": zlib.crc32(png),
+                        },
+                    ]
+                )
     hparams_content = (
         acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
         if hparams_metadata.PLUGIN_NAME in acc.ActivePlugins()

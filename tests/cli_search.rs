@@ -40,6 +40,15 @@ fn factorexe(dir: &Path, args: &[&str]) -> Output {
         .expect("the factorexe binary runs")
 }
 
+/// Whether `needle` occurs in `haystack` (candidates found by the first 16 bytes).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let head = &needle[..needle.len().min(16)];
+    haystack
+        .windows(head.len())
+        .enumerate()
+        .any(|(i, w)| w == head && haystack[i..].starts_with(needle))
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -104,15 +113,29 @@ fn compare_prints_the_table_and_writes_csv_png_and_events() {
     assert!(search.join("problems.csv").exists());
     let png = std::fs::read(search.join("compare.png")).expect("compare.png");
     assert_eq!(&png[..4], b"\x89PNG");
-    let events = std::fs::read_dir(&search)
+    let events: Vec<Vec<u8>> = std::fs::read_dir(&search)
         .expect("the output dir")
         .filter_map(Result::ok)
-        .any(|e| {
+        .filter(|e| {
             e.file_name()
                 .to_string_lossy()
                 .starts_with("events.out.tfevents.")
-        });
-    assert!(events, "no TensorBoard event file in {}", search.display());
+        })
+        .map(|e| std::fs::read(e.path()).expect("an event file"))
+        .collect();
+    assert!(
+        !events.is_empty(),
+        "no TensorBoard event file in {}",
+        search.display()
+    );
+    // The plot is logged as an image: its tag and its PNG bytes, verbatim (a protobuf bytes
+    // field), are in the event file.
+    assert!(
+        events
+            .iter()
+            .any(|e| contains(e, b"search/plot") && contains(e, &png)),
+        "compare.png is not in the TensorBoard events"
+    );
 
     // A second comparison into the same directory keeps the first one's results.
     let first_csv = csv;

@@ -73,7 +73,11 @@ use crate::agent::AgentError;
 use crate::logging::{markdown_table, LogError, Logger};
 use crate::policy::CotPolicy;
 use crate::search_eval::{PolicyEvaluator, ValueSource};
-use crate::searchers::{Plays, SearchContext, SearchPurpose, SearchSpec};
+use crate::searchers::{BudgetPool, Plays, SearchContext, SearchPurpose, SearchSpec};
+
+/// The TensorBoard image tag under which `factorexe search compare` logs its plot
+/// ([`CompareReport::plot`]'s PNG), at step 0.
+pub const PLOT_TAG: &str = "search/plot";
 
 /// Salt of the searchers' random streams.
 const SEARCH_SALT: u64 = 0x7365_6172_6368_0007;
@@ -598,8 +602,10 @@ fn play(
     let plays = spec.entry()?.plays;
     let mut evals = 0u64;
     if plays == Plays::EachAction {
+        let mut pool = BudgetPool::new(envs.len(), search_budget, spec.carries_unspent()?);
         let mut live: Vec<usize> = Vec::with_capacity(envs.len());
         let mut roots: Vec<AnyEnv> = Vec::with_capacity(envs.len());
+        let mut budgets: Vec<usize> = Vec::with_capacity(envs.len());
         loop {
             live.clear();
             live.extend((0..envs.len()).filter(|&i| !envs[i].is_done()));
@@ -608,9 +614,12 @@ fn play(
             }
             roots.clear();
             roots.extend(live.iter().map(|&i| envs[i].clone()));
-            let outs = searcher.search(&roots, evaluator, search_budget, rng)?;
-            for (&i, out) in live.iter().zip(&outs) {
+            budgets.clear();
+            budgets.extend(live.iter().map(|&i| pool.budget(i)));
+            let outs = searcher.search_each(&roots, evaluator, &budgets, rng)?;
+            for ((&i, out), &budget) in live.iter().zip(&outs).zip(&budgets) {
                 evals += out.evals as u64;
+                pool.spent(i, budget, out.evals);
                 let Some(&a) = out.actions.first() else {
                     return Err(CompareError::Invalid(format!(
                         "searcher `{}` returned no action",

@@ -85,9 +85,22 @@ fn metric_tags() -> Vec<String> {
     vec!["eval/accuracy_greedy".to_string(), "train/loss".to_string()]
 }
 
-/// One run with scalars, a text table, two histograms and hparams.
+/// A small PNG (plotters' bitmap backend, as `search compare` draws its plot).
+fn small_png(dir: &Path) -> Vec<u8> {
+    use plotters::prelude::*;
+    let path = dir.join("small.png");
+    {
+        let area = BitMapBackend::new(&path, (6, 4)).into_drawing_area();
+        area.fill(&BLUE).unwrap();
+        area.present().unwrap();
+    }
+    std::fs::read(&path).unwrap()
+}
+
+/// One run with scalars, a text table, two histograms, an image and hparams.
 fn write_run(dir: &Path, config: &str, scale: f64) -> Histogram {
     let mut log = Logger::create(dir).unwrap();
+    log.image("plots/small", &small_png(dir), 3).unwrap();
     log.hparams(&hparams_from_toml(config).unwrap(), &metric_tags())
         .unwrap();
     for step in 0..5u64 {
@@ -137,6 +150,22 @@ fn every_kind_reads_back_and_two_runs_compare_in_hparams() {
     assert_eq!(
         tags(a, "hparams"),
         ["_hparams_/experiment", "_hparams_/session_start_info"]
+    );
+    assert_eq!(tags(a, "images"), ["plots/small"]);
+
+    // The image: its size and bytes as the IMAGES tab gets them.
+    let png = std::fs::read(tmp.path().join("a/small.png")).unwrap();
+    let image = series(a, "images", "plots/small");
+    assert_eq!(image.len(), 1);
+    assert_eq!(image[0].0, 3);
+    assert_eq!(
+        image[0].1,
+        serde_json::json!({
+            "width": 6,
+            "height": 4,
+            "png_bytes": png.len(),
+            "png_crc32": crc32fast::hash(&png),
+        })
     );
 
     // Scalars: steps and values (TensorBoard stores f32).

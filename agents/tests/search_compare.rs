@@ -142,7 +142,14 @@ fn the_same_seed_gives_the_same_report() {
 fn test_time_search_reads_neither_rewards_nor_answers() {
     let e = env();
     let p = policy(&e, 2);
-    let cfg = config(ValueSource::Head);
+    let mut cfg = config(ValueSource::Head);
+    // The anytime variants too, with the per-problem pool.
+    for name in ["mcts_anytime", "gumbel_anytime"] {
+        let mut spec = SearchSpec::parse(name, SearchPurpose::Evaluate).unwrap();
+        spec.set("carry_unspent", "true", SearchPurpose::Evaluate)
+            .unwrap();
+        cfg.searchers.push(spec);
+    }
     let plain = compare(&e, &p, &cfg, |_| {}).unwrap();
     let sealed = compare(&AnyEnv::custom(Sealed(e.clone())), &p, &cfg, |_| {}).unwrap();
     assert_eq!(strip(&plain), strip(&sealed));
@@ -253,14 +260,37 @@ fn table_csv_plot_and_events_are_written() {
     );
 }
 
+/// The anytime variants: as registered, carrying the unspent calls forward, and stopping at a
+/// low threshold after a single simulation (and carrying), so that decisions stop early often
+/// on a tiny policy.
+fn anytime_searchers() -> Vec<SearchSpec> {
+    let purpose = SearchPurpose::Evaluate;
+    let mut specs = Vec::new();
+    for name in ["mcts_anytime", "gumbel_anytime"] {
+        specs.push(SearchSpec::parse(name, purpose).unwrap());
+        let mut carry = SearchSpec::parse(name, purpose).unwrap();
+        carry.set("carry_unspent", "true", purpose).unwrap();
+        specs.push(carry.clone());
+        let mut eager = carry;
+        eager.set("stop_when_confident", "0.3", purpose).unwrap();
+        eager.set("min_simulations", "1", purpose).unwrap();
+        specs.push(eager);
+    }
+    let mut gumbel = SearchSpec::parse("gumbel", purpose).unwrap();
+    gumbel.set("stop_when_confident", "0.5", purpose).unwrap();
+    specs.push(gumbel);
+    specs
+}
+
 /// Every searcher at every budget reports the evaluator calls the evaluator was asked for:
-/// a counter wrapped around the policy sees exactly the states the cells claim.
+/// a counter wrapped around the policy sees exactly the states the cells claim. The anytime
+/// variants too, whose decisions stop early and pass their unspent calls on.
 #[test]
 fn reported_compute_equals_what_the_evaluator_counted() {
     let e = env();
     let p = policy(&e, 4);
-    for spec in default_searchers() {
-        for budget in [1, 2, 5] {
+    for spec in default_searchers().into_iter().chain(anytime_searchers()) {
+        for budget in [1, 2, 5, 9] {
             for d in [1, 2] {
                 let cfg = CompareConfig {
                     searchers: vec![spec.clone()],
@@ -276,8 +306,8 @@ fn reported_compute_equals_what_the_evaluator_counted() {
                 let cell = &report.cells[0];
                 assert_eq!(
                     cell.evals, counter.states as u64,
-                    "{} k={budget} d{d}: reported {} evaluator calls, the evaluator saw {}",
-                    spec.name, cell.evals, counter.states
+                    "{spec} k={budget} d{d}: reported {} evaluator calls, the evaluator saw {}",
+                    cell.evals, counter.states
                 );
                 assert!(cell.evals > 0);
                 // The policy's own count of states agrees as well.
@@ -286,6 +316,47 @@ fn reported_compute_equals_what_the_evaluator_counted() {
                 assert_eq!(cell.decoder_tokens, None);
             }
         }
+    }
+}
+
+/// Anytime search stops confident decisions (fewer calls than the fixed budget) and, with
+/// `carry_unspent`, gives what they saved to the later decisions of the same problem (more
+/// calls than stopping alone, never more than `k` per decision on average).
+#[test]
+fn anytime_decisions_stop_early_and_pass_their_calls_on() {
+    let e = env();
+    let p = policy(&e, 4);
+    let purpose = SearchPurpose::Evaluate;
+    let budget = 9;
+    for name in ["mcts", "gumbel"] {
+        let evals = |carry: &str, stop: &str| {
+            let mut spec = SearchSpec::parse(name, purpose).unwrap();
+            spec.set("stop_when_confident", stop, purpose).unwrap();
+            spec.set("min_simulations", "3", purpose).unwrap();
+            spec.set("carry_unspent", carry, purpose).unwrap();
+            let cfg = CompareConfig {
+                searchers: vec![spec],
+                budgets: vec![budget],
+                levels: vec![2],
+                ..config(ValueSource::Likelihood)
+            };
+            let report = compare(&e, &p, &cfg, |_| {}).unwrap();
+            let cell = &report.cells[0];
+            (cell.evals, cell.problems)
+        };
+        let (fixed, problems) = evals("false", "0");
+        let (stopped, _) = evals("false", "0.7");
+        let (pooled, _) = evals("true", "0.7");
+        assert!(
+            stopped < fixed,
+            "{name}: {stopped} calls stopping, {fixed} fixed"
+        );
+        assert!(
+            pooled > stopped,
+            "{name}: {pooled} calls pooled, {stopped} stopping alone"
+        );
+        let steps = e.spec().max_episode_steps as u64;
+        assert!(pooled <= budget as u64 * steps * problems as u64);
     }
 }
 

@@ -87,6 +87,7 @@ impl RawSearcher {
             temperature,
             qtransform,
             discount,
+            early_stop: None,
         };
         let m = Mcts::new(config).map_err(|e| search_err(e, None))?;
         Ok(RawSearcher {
@@ -131,6 +132,7 @@ impl RawSearcher {
                 ..MixValue::default()
             },
             discount,
+            early_stop: None,
         };
         let g = GumbelMuZero::new(config).map_err(|e| search_err(e, None))?;
         Ok(RawSearcher {

@@ -3,6 +3,7 @@
 //! interior selection matching `softmax(logits + σ(completed Q))`, and the completed-Q improved
 //! policy as the training target.
 
+use crate::anytime::EarlyStop;
 use crate::error::SearchError;
 use crate::evaluator::Evaluator;
 use crate::output::{SearchOutput, Searcher};
@@ -23,6 +24,10 @@ pub struct GumbelConfig {
     pub qtransform: MixValue,
     /// Discount of the backed-up returns.
     pub discount: f32,
+    /// Anytime search: a root stops once the largest probability of its improved policy
+    /// reaches this threshold (after a minimum of simulations); `None` spends the whole
+    /// budget.
+    pub early_stop: Option<EarlyStop>,
 }
 
 impl Default for GumbelConfig {
@@ -32,6 +37,7 @@ impl Default for GumbelConfig {
             gumbel_scale: 1.0,
             qtransform: MixValue::default(),
             discount: 1.0,
+            early_stop: None,
         }
     }
 }
@@ -55,7 +61,7 @@ impl GumbelConfig {
         if !(0.0..=1.0).contains(&self.discount) {
             return Err(SearchError::invalid("discount", self.discount, "in [0, 1]"));
         }
-        Ok(())
+        self.early_stop.map_or(Ok(()), |s| s.validate())
     }
 }
 
@@ -88,10 +94,17 @@ pub fn considered_visits(max_considered: usize, num_sims: usize) -> Vec<u32> {
 /// (`budget - 1` simulations). Output: `actions = [action]` (the best of the most visited
 /// considered actions by `g + logits + σ(q)`), `policy = softmax(logits + σ(completed q))` over
 /// legal actions, `value` = the root's backed-up mean value, `visit_counts` = root child visits.
+///
+/// With a budget per root ([`Searcher::search_each`]), each root follows the Sequential
+/// Halving schedule of its own simulation count. With [`GumbelConfig::early_stop`], a root
+/// stops simulating once its improved policy's largest probability reaches the threshold;
+/// its action is then chosen as at the end of a full search (the best of the most visited).
 pub struct GumbelMuZero<E> {
     config: GumbelConfig,
     tree: TreeSearch<E>,
     rule: GumbelRule,
+    /// Simulations per root of the current search.
+    sims: Vec<usize>,
 }
 
 impl<E: Env> GumbelMuZero<E> {
@@ -102,6 +115,7 @@ impl<E: Env> GumbelMuZero<E> {
             config,
             tree: TreeSearch::default(),
             rule: GumbelRule::new(config),
+            sims: Vec::new(),
         })
     }
 
@@ -115,9 +129,11 @@ struct GumbelRule {
     config: GumbelConfig,
     /// `gumbel_scale * g` per root action, `[root * na + a]`.
     gumbels: Vec<f32>,
-    /// `table[m]` = considered visits with `m` considered actions, for `m <= max`.
-    table: Vec<Vec<u32>>,
-    table_sims: usize,
+    /// Sequential Halving schedules by simulation count: `(sims, table)` with `table[m]` the
+    /// considered visits with `m` considered actions, for `m <= max`.
+    tables: Vec<(usize, Vec<Vec<u32>>)>,
+    /// Per root of the current search, its schedule's index in `tables`.
+    root_table: Vec<usize>,
     /// Interior selection scores of one node, `[a]`, reused at every node.
     scores: Vec<f32>,
 }
@@ -299,8 +315,8 @@ impl GumbelRule {
         GumbelRule {
             config,
             gumbels: Vec::new(),
-            table: Vec::new(),
-            table_sims: usize::MAX,
+            tables: Vec::new(),
+            root_table: Vec::new(),
             scores: Vec::new(),
         }
     }
@@ -353,8 +369,21 @@ impl GumbelRule {
     }
 }
 
+/// Distinct simulation counts whose schedules are kept between searches (beyond, the cache
+/// starts again).
+const MAX_SCHEDULES: usize = 64;
+
 impl Rule for GumbelRule {
-    fn begin(&mut self, tree: &mut TreeStats, num_sims: usize, rng: &mut EnvRng) {
+    /// The largest probability of the root's improved policy.
+    fn confidence(&mut self, tree: &TreeStats, b: usize) -> f32 {
+        let mut scores = std::mem::take(&mut self.scores);
+        self.policy(tree, b, &mut scores[..tree.na]);
+        let top = scores[..tree.na].iter().copied().fold(0.0f32, f32::max);
+        self.scores = scores;
+        top
+    }
+
+    fn begin(&mut self, tree: &mut TreeStats, sims: &[usize], rng: &mut EnvRng) {
         let na = tree.na;
         self.gumbels.clear();
         self.gumbels.resize(tree.batch * na, 0.0);
@@ -368,11 +397,22 @@ impl Rule for GumbelRule {
                 }
             }
         }
-        if self.table_sims != num_sims {
-            self.table = (0..=self.config.max_num_considered_actions)
-                .map(|m| considered_visits(m, num_sims))
-                .collect();
-            self.table_sims = num_sims;
+        if self.tables.len() > MAX_SCHEDULES {
+            self.tables.clear();
+        }
+        self.root_table.clear();
+        for &n in sims {
+            let at = match self.tables.iter().position(|(s, _)| *s == n) {
+                Some(at) => at,
+                None => {
+                    let table = (0..=self.config.max_num_considered_actions)
+                        .map(|m| considered_visits(m, n))
+                        .collect();
+                    self.tables.push((n, table));
+                    self.tables.len() - 1
+                }
+            };
+            self.root_table.push(at);
         }
         self.scores.resize(na, 0.0);
     }
@@ -388,7 +428,7 @@ impl Rule for GumbelRule {
     ) -> Option<usize> {
         if depth == 0 {
             let m = (tree.num_legal[idx] as usize).min(self.config.max_num_considered_actions);
-            let row = &self.table[m];
+            let row = &self.tables[self.root_table[b]].1[m];
             let considered = row[sim.min(row.len().saturating_sub(1))];
             return self.root_argmax(tree, b, considered);
         }
@@ -418,17 +458,31 @@ impl<E: Env> Searcher<E> for GumbelMuZero<E> {
         budget: usize,
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
-        if budget == 0 {
+        let budgets = vec![budget; roots.len()];
+        self.search_each(roots, evaluator, &budgets, rng)
+    }
+
+    fn search_each(
+        &mut self,
+        roots: &[E],
+        evaluator: &mut dyn Evaluator<E>,
+        budgets: &[usize],
+        rng: &mut EnvRng,
+    ) -> Result<Vec<SearchOutput>, SearchError> {
+        if let Some(&budget) = budgets.iter().find(|&&b| b == 0) {
             return Err(SearchError::BudgetTooSmall {
                 searcher: Searcher::<E>::name(self),
                 budget,
                 min: 1,
             });
         }
+        self.sims.clear();
+        self.sims.extend(budgets.iter().map(|&b| b - 1));
         self.tree.run(
             roots,
             evaluator,
-            budget - 1,
+            &self.sims,
+            self.config.early_stop,
             self.config.discount,
             &mut self.rule,
             rng,
@@ -562,7 +616,7 @@ mod tests {
             ..GumbelConfig::default()
         });
         let mut rng = EnvRng::seed_from_u64(0);
-        rule.begin(&mut t, 8, &mut rng);
+        rule.begin(&mut t, &[8], &mut rng);
         let chosen = rule.select(&t, 0, 0, 1, 0, &mut rng);
         (chosen, rule.scores.clone())
     }

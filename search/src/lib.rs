@@ -73,6 +73,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod answer;
+mod anytime;
 pub mod bench;
 mod chain;
 mod error;
@@ -87,6 +88,7 @@ mod tree;
 mod util;
 
 pub use answer::{AfterAction, Answer, LastAction, WholeChain};
+pub use anytime::EarlyStop;
 pub use chain::{Beam, BeamConfig, BeamScore, Greedy};
 pub use error::SearchError;
 pub use evaluator::{

@@ -1,6 +1,7 @@
 //! AlphaZero/MuZero MCTS with PUCT (mctx's `muzero_policy`): priors from the evaluator, value
 //! backup, Dirichlet noise at the root, action from visit counts with a temperature.
 
+use crate::anytime::EarlyStop;
 use crate::error::SearchError;
 use crate::evaluator::Evaluator;
 use crate::output::{SearchOutput, Searcher};
@@ -27,6 +28,9 @@ pub struct MctsConfig {
     pub qtransform: QTransform,
     /// Discount of the backed-up returns.
     pub discount: f32,
+    /// Anytime search: a root stops once its most visited child holds this share of the
+    /// root's visits (after a minimum of simulations); `None` spends the whole budget.
+    pub early_stop: Option<EarlyStop>,
 }
 
 impl Default for MctsConfig {
@@ -39,6 +43,7 @@ impl Default for MctsConfig {
             temperature: 1.0,
             qtransform: QTransform::default(),
             discount: 1.0,
+            early_stop: None,
         }
     }
 }
@@ -86,7 +91,7 @@ impl MctsConfig {
                 return Err(SearchError::invalid(name, value, allowed));
             }
         }
-        Ok(())
+        self.early_stop.map_or(Ok(()), |s| s.validate())
     }
 }
 
@@ -94,13 +99,16 @@ impl MctsConfig {
 ///
 /// Budget: the root costs one evaluator call and each of the `budget - 1` simulations at most
 /// one more (the state it adds to the tree); a simulation that ends on a terminal state already
-/// in the tree costs nothing. Output: `actions = [action]`, `policy` = root visit distribution
+/// in the tree costs nothing. With [`MctsConfig::early_stop`], a root stops simulating once
+/// its most visited child's share of the visits reaches the threshold. Output: `actions = [action]`, `policy` = root visit distribution
 /// (the root prior, noise included, when `budget == 1`), `value` = the root's backed-up mean
 /// value, `visit_counts` = root child visits.
 pub struct Mcts<E> {
     config: MctsConfig,
     tree: TreeSearch<E>,
     rule: Puct,
+    /// Simulations per root of the current search.
+    sims: Vec<usize>,
 }
 
 impl<E: Env> Mcts<E> {
@@ -116,6 +124,7 @@ impl<E: Env> Mcts<E> {
                 t: Vec::new(),
                 noise: Vec::new(),
             },
+            sims: Vec::new(),
         })
     }
 
@@ -133,7 +142,19 @@ struct Puct {
 }
 
 impl Rule for Puct {
-    fn begin(&mut self, tree: &mut TreeStats, _num_sims: usize, rng: &mut EnvRng) {
+    /// The most visited root child's share of the root's child visits (0 before any).
+    fn confidence(&mut self, tree: &TreeStats, b: usize) -> f32 {
+        let visits = tree.root_visits(b);
+        let total: u32 = visits.iter().sum();
+        let top = visits.iter().copied().max().unwrap_or(0);
+        if total == 0 {
+            0.0
+        } else {
+            top as f32 / total as f32
+        }
+    }
+
+    fn begin(&mut self, tree: &mut TreeStats, _sims: &[usize], rng: &mut EnvRng) {
         let na = tree.na;
         self.q.resize(na, 0.0);
         self.t.resize(na, 0.0);
@@ -268,17 +289,31 @@ impl<E: Env> Searcher<E> for Mcts<E> {
         budget: usize,
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
-        if budget == 0 {
+        let budgets = vec![budget; roots.len()];
+        self.search_each(roots, evaluator, &budgets, rng)
+    }
+
+    fn search_each(
+        &mut self,
+        roots: &[E],
+        evaluator: &mut dyn Evaluator<E>,
+        budgets: &[usize],
+        rng: &mut EnvRng,
+    ) -> Result<Vec<SearchOutput>, SearchError> {
+        if let Some(&budget) = budgets.iter().find(|&&b| b == 0) {
             return Err(SearchError::BudgetTooSmall {
                 searcher: Searcher::<E>::name(self),
                 budget,
                 min: 1,
             });
         }
+        self.sims.clear();
+        self.sims.extend(budgets.iter().map(|&b| b - 1));
         self.tree.run(
             roots,
             evaluator,
-            budget - 1,
+            &self.sims,
+            self.config.early_stop,
             self.config.discount,
             &mut self.rule,
             rng,

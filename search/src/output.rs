@@ -59,4 +59,52 @@ pub trait Searcher<E: Env> {
         budget: usize,
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError>;
+
+    /// [`Searcher::search`] with a budget per root (`budgets[b]` for `roots[b]`), e.g. for a
+    /// caller that lets a root spend what earlier searches of its episode left unspent.
+    ///
+    /// The default searches the roots of each distinct budget together, in increasing budget
+    /// order; the tree searchers search all roots in one batch.
+    fn search_each(
+        &mut self,
+        roots: &[E],
+        evaluator: &mut dyn Evaluator<E>,
+        budgets: &[usize],
+        rng: &mut EnvRng,
+    ) -> Result<Vec<SearchOutput>, SearchError> {
+        if budgets.len() != roots.len() {
+            return Err(SearchError::invalid(
+                "budgets",
+                budgets.len(),
+                format!("one per root ({})", roots.len()),
+            ));
+        }
+        let Some(&first) = budgets.first() else {
+            return self.search(roots, evaluator, 0, rng);
+        };
+        if budgets.iter().all(|&b| b == first) {
+            return self.search(roots, evaluator, first, rng);
+        }
+        let mut distinct = budgets.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut outputs: Vec<Option<SearchOutput>> = vec![None; roots.len()];
+        for budget in distinct {
+            let members: Vec<usize> = (0..roots.len()).filter(|&i| budgets[i] == budget).collect();
+            let group: Vec<E> = members.iter().map(|&i| roots[i].clone()).collect();
+            let outs = self.search(&group, evaluator, budget, rng)?;
+            if outs.len() != group.len() {
+                return Err(SearchError::invalid(
+                    "outputs",
+                    outs.len(),
+                    format!("one per root ({})", group.len()),
+                ));
+            }
+            for (i, out) in members.into_iter().zip(outs) {
+                outputs[i] = Some(out);
+            }
+        }
+        // Every root belongs to exactly one group, and each search returns one output per root.
+        Ok(outputs.into_iter().flatten().collect())
+    }
 }

@@ -7,6 +7,7 @@
 //! searches; a node's rows are written when it is created, so nothing is cleared between
 //! searches. Node `i` of a root is the `i`-th node created in that root's tree.
 
+use crate::anytime::EarlyStop;
 use crate::error::SearchError;
 use crate::evaluator::{EvalBatch, EvalItem, Evaluator, RewardUse};
 use crate::qtransform::NodeStats;
@@ -170,8 +171,12 @@ fn grow<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) {
 
 /// The pluggable part of a tree search: how actions are chosen while descending.
 pub(crate) trait Rule {
-    /// Called once after the roots are evaluated (root noise, Gumbel draws, schedules).
-    fn begin(&mut self, tree: &mut TreeStats, num_sims: usize, rng: &mut EnvRng);
+    /// Called once after the roots are evaluated (root noise, Gumbel draws, schedules), with
+    /// the most simulations each root may run.
+    fn begin(&mut self, tree: &mut TreeStats, sims: &[usize], rng: &mut EnvRng);
+
+    /// How settled root `b`'s choice is, in `[0, 1]`, for [`EarlyStop`].
+    fn confidence(&mut self, tree: &TreeStats, b: usize) -> f32;
 
     /// The action to take at node `idx` (of root `b`, at `depth`) during simulation `sim`;
     /// `None` only if the node has no legal action.
@@ -219,6 +224,8 @@ pub(crate) struct TreeSearch<E> {
     values: Vec<f32>,
     obs: Option<Observation>,
     leaves: Vec<u32>,
+    /// Roots still simulating.
+    active: Vec<bool>,
     /// Evaluator calls per root in the last search.
     pub(crate) evals: Vec<usize>,
 }
@@ -233,24 +240,36 @@ impl<E> Default for TreeSearch<E> {
             values: Vec::new(),
             obs: None,
             leaves: Vec::new(),
+            active: Vec::new(),
             evals: Vec::new(),
         }
     }
 }
 
 impl<E: Env> TreeSearch<E> {
-    /// Runs `num_sims` simulations on every root, each step one evaluator call for all trees.
+    /// Runs up to `sims[b]` simulations on root `b` (fewer when `stop` says it is confident),
+    /// each step one evaluator call for all trees still simulating.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run<R: Rule>(
         &mut self,
         roots: &[E],
         evaluator: &mut dyn Evaluator<E>,
-        num_sims: usize,
+        sims: &[usize],
+        stop: Option<EarlyStop>,
         discount: f32,
         rule: &mut R,
         rng: &mut EnvRng,
     ) -> Result<(), SearchError> {
         let na = check_roots(roots)?;
         let batch = roots.len();
+        if sims.len() != batch {
+            return Err(SearchError::invalid(
+                "budgets",
+                sims.len(),
+                format!("one per root ({batch})"),
+            ));
+        }
+        let num_sims = sims.iter().copied().max().unwrap_or(0);
         let oracle = evaluator.reward_use() == RewardUse::Oracle;
         // The tree is allocated up front, a row of edges per node: refuse what cannot fit
         // rather than fail inside the allocator.
@@ -310,11 +329,16 @@ impl<E: Env> TreeSearch<E> {
             });
         }
         self.evaluate(evaluator, batch)?;
-        rule.begin(&mut self.stats, num_sims, rng);
+        rule.begin(&mut self.stats, sims, rng);
+        self.active.clear();
+        self.active.extend(sims.iter().map(|&n| n > 0));
 
         for sim in 0..num_sims {
             self.items.clear();
             for b in 0..batch {
+                if !self.active[b] {
+                    continue;
+                }
                 let mut node = 0u32;
                 let mut depth = 0u32;
                 let leaf = loop {
@@ -342,8 +366,22 @@ impl<E: Env> TreeSearch<E> {
             if !self.items.is_empty() {
                 self.evaluate(evaluator, batch)?;
             }
+            let done = sim + 1;
+            let mut any_active = false;
             for b in 0..batch {
+                if !self.active[b] {
+                    continue;
+                }
                 self.backward(b, self.leaves[b]);
+                let stops = done >= sims[b]
+                    || stop.is_some_and(|s| {
+                        done >= s.min_simulations && rule.confidence(&self.stats, b) >= s.confidence
+                    });
+                self.active[b] = !stops;
+                any_active |= !stops;
+            }
+            if !any_active {
+                break;
             }
         }
         Ok(())

@@ -343,3 +343,130 @@ fn an_impossible_budget_is_an_error() {
         assert!(err.to_string().contains("chains in all"), "{err}");
     }
 }
+
+/// The tree searchers at test time (no noise, the best action), with `early_stop`.
+fn test_time_tree_searchers(early_stop: Option<EarlyStop>) -> Vec<Box<dyn Searcher<BenchEnv>>> {
+    vec![
+        Box::new(
+            Mcts::new(MctsConfig {
+                early_stop,
+                ..MctsConfig::evaluation()
+            })
+            .unwrap(),
+        ),
+        Box::new(
+            GumbelMuZero::new(GumbelConfig {
+                gumbel_scale: 0.0,
+                early_stop,
+                ..GumbelConfig::default()
+            })
+            .unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn a_budget_per_root_searches_each_root_as_alone_in_one_batch() {
+    let roots: Vec<BenchEnv> = (0..4).map(|s| BenchEnv::new(6, 1000, s)).collect();
+    let budgets = [3, 17, 1, 40];
+    for (mut batched, mut alone) in test_time_tree_searchers(None)
+        .into_iter()
+        .zip(test_time_tree_searchers(None))
+    {
+        let mut eval = CountingEvaluator::new(MlpEvaluator::new(BENCH_FEATURES, 16, 6, 0));
+        let out = batched
+            .search_each(&roots, &mut eval, &budgets, &mut EnvRng::seed_from_u64(1))
+            .unwrap();
+        // One evaluator call per simulation step for all roots still simulating.
+        assert_eq!(eval.calls, 40, "{}", batched.name());
+        for (b, o) in out.iter().enumerate() {
+            assert_eq!(o.evals, budgets[b], "{} root {b}", batched.name());
+            assert_eq!(eval.per_root[b], budgets[b]);
+            let single = alone
+                .search(
+                    std::slice::from_ref(&roots[b]),
+                    &mut MlpEvaluator::new(BENCH_FEATURES, 16, 6, 0),
+                    budgets[b],
+                    &mut EnvRng::seed_from_u64(1),
+                )
+                .unwrap();
+            assert_eq!(o, &single[0], "{} root {b}", batched.name());
+        }
+    }
+    // A budget list of the wrong length is an error naming it.
+    let mut mcts = Mcts::new(MctsConfig::evaluation()).unwrap();
+    let mut eval = MlpEvaluator::new(BENCH_FEATURES, 16, 6, 0);
+    let err = mcts
+        .search_each(&roots, &mut eval, &[4, 4], &mut EnvRng::seed_from_u64(1))
+        .unwrap_err();
+    assert!(err.to_string().contains("budgets"), "{err}");
+}
+
+#[test]
+fn early_stop_ends_a_root_once_it_is_confident_and_never_before_the_minimum() {
+    let roots: Vec<BenchEnv> = (0..32).map(|s| BenchEnv::new(6, 1000, s)).collect();
+    let budget = 65;
+    let stop = EarlyStop {
+        confidence: 0.9,
+        min_simulations: 8,
+    };
+    for (mut anytime, mut fixed) in test_time_tree_searchers(Some(stop))
+        .into_iter()
+        .zip(test_time_tree_searchers(None))
+    {
+        let name = anytime.name();
+        let mut eval = CountingEvaluator::new(MlpEvaluator::new(BENCH_FEATURES, 16, 6, 0));
+        let out = anytime
+            .search(&roots, &mut eval, budget, &mut EnvRng::seed_from_u64(2))
+            .unwrap();
+        let full = fixed
+            .search(
+                &roots,
+                &mut MlpEvaluator::new(BENCH_FEATURES, 16, 6, 0),
+                budget,
+                &mut EnvRng::seed_from_u64(2),
+            )
+            .unwrap();
+        let mut stopped = 0;
+        for (b, o) in out.iter().enumerate() {
+            // Every new node is evaluated in this env: simulations = evals - 1.
+            let sims = o.visit_counts.iter().sum::<u32>() as usize;
+            assert_eq!(o.evals, sims + 1, "{name} root {b}");
+            assert_eq!(eval.per_root[b], o.evals);
+            assert!(sims >= stop.min_simulations, "{name} root {b}: {sims}");
+            let confidence = if name == "mcts" {
+                *o.visit_counts.iter().max().unwrap() as f32 / sims as f32
+            } else {
+                o.policy.iter().copied().fold(0.0, f32::max)
+            };
+            if sims < budget - 1 {
+                stopped += 1;
+                assert!(
+                    confidence >= stop.confidence,
+                    "{name} root {b}: {confidence}"
+                );
+            } else {
+                // A root that ran its whole budget is the fixed-budget search.
+                assert_eq!(o, &full[b], "{name} root {b}");
+            }
+        }
+        // The threshold is met by some roots and not by others on these problems.
+        assert!(
+            stopped > 0 && stopped < roots.len(),
+            "{name}: {stopped} of {} roots stopped early",
+            roots.len()
+        );
+    }
+    // A threshold outside (0, 1] is refused, naming it.
+    let bad = EarlyStop {
+        confidence: 1.5,
+        min_simulations: 1,
+    };
+    let err = Mcts::<BenchEnv>::new(MctsConfig {
+        early_stop: Some(bad),
+        ..MctsConfig::evaluation()
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("early_stop.confidence"), "{err}");
+}

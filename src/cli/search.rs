@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use agents::checkpoint;
-use agents::compare::{compare, CompareConfig, Tally};
+use agents::compare::{compare, CompareConfig, Tally, PLOT_TAG};
 use agents::config::RunConfig;
 use agents::logging::{Logger, CONFIG_FILE, METRICS_FILE};
 use agents::search_eval::ValueSource;
@@ -338,12 +338,19 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
     // The plot needs a system font (fontconfig); a machine without one still gets the CSVs
     // and the TensorBoard events, which hold the same numbers.
     match report.plot(&png, &title) {
-        Ok(()) => println!(
-            "wrote {}, {} and TensorBoard events in {}",
-            csv_list.join(", "),
-            png.display(),
-            out.display()
-        ),
+        Ok(()) => {
+            // The same picture in TensorBoard's IMAGES tab, next to the scalars it draws.
+            let bytes = std::fs::read(&png)
+                .with_context(|| format!("reading back the plot {}", png.display()))?;
+            logger.image(PLOT_TAG, &bytes, 0)?;
+            logger.flush()?;
+            println!(
+                "wrote {}, {} and TensorBoard events (the plot as image `{PLOT_TAG}`) in {}",
+                csv_list.join(", "),
+                png.display(),
+                out.display()
+            )
+        }
         Err(e) => {
             // A half-drawn image would pass for a result.
             let _ = std::fs::remove_file(&png);

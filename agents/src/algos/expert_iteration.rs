@@ -265,9 +265,20 @@ impl ExpertIterationConfig {
                 self.searcher.name
             ));
         }
-        self.searcher
+        let resolved = self
+            .searcher
             .resolved(SearchPurpose::Train)
             .map_err(|e| format!("algo.searcher: {e}"))?;
+        if resolved
+            .carries_unspent()
+            .map_err(|e| format!("algo.searcher: {e}"))?
+        {
+            // Its play loop gives every decision the same budget.
+            return Err(format!(
+                "algo.searcher = {resolved}: carry_unspent = true is not supported by expert \
+                 iteration (every search gets algo.budget); set carry_unspent = false"
+            ));
+        }
         Ok(())
     }
 
@@ -1086,5 +1097,10 @@ mod tests {
         );
         let err = resolve("searcher = { name = \"gumbel\", gumbel_scale = -1.0 }").unwrap_err();
         assert!(err.contains("gumbel_scale = -1"), "{err}");
+        // Stopping early works in its play loop, a per-episode pool does not.
+        resolve("searcher = { name = \"gumbel\", stop_when_confident = 0.8 }").unwrap();
+        let err =
+            resolve("searcher = { name = \"mcts_anytime\", carry_unspent = true }").unwrap_err();
+        assert!(err.contains("carry_unspent = true"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! Run logging: TensorBoard event files (scalars, text, histograms, hparams) and a JSONL copy
+//! Run logging: TensorBoard event files (scalars, text, histograms, images, hparams) and a JSONL copy
 //! of every scalar, all under one run directory.
 //!
 //! ```text
@@ -32,7 +32,7 @@ use event_file::{wall_time, EventFile};
 
 pub use hparams::{flatten_toml, hparams_from_toml, HParam};
 pub use summaries::{
-    Histogram, HISTOGRAM_BUCKETS, HPARAMS_EXPERIMENT_TAG, HPARAMS_SESSION_START_TAG,
+    Histogram, PngHeader, HISTOGRAM_BUCKETS, HPARAMS_EXPERIMENT_TAG, HPARAMS_SESSION_START_TAG,
 };
 
 /// Name of the JSONL metrics file in a run directory.
@@ -56,6 +56,9 @@ pub enum LogError {
     /// A protobuf message could not be serialized.
     #[error("encoding a TensorBoard record: {0}")]
     Encode(String),
+    /// Bytes given as a PNG image are not one.
+    #[error("{0}")]
+    Image(String),
     /// A TOML document given for hyperparameters did not parse.
     #[error("config TOML: {0}")]
     Toml(String),
@@ -180,6 +183,13 @@ impl Logger {
     /// See [`markdown_table`] for rendered examples.
     pub fn text(&mut self, tag: &str, markdown: &str, step: u64) -> Result<(), LogError> {
         self.events.summary(summaries::text(tag, markdown)?, step)
+    }
+
+    /// Logs an encoded PNG image (TensorBoard's IMAGES tab shows it, one image per step);
+    /// its width, height and colorspace are read from its header, and bytes that are not a
+    /// PNG are an error.
+    pub fn image(&mut self, tag: &str, png: &[u8], step: u64) -> Result<(), LogError> {
+        self.events.summary(summaries::image(tag, png)?, step)
     }
 
     /// Logs a histogram of `values` (non-finite values are left out); bucketing as in
@@ -368,6 +378,83 @@ mod tests {
             );
             names.push(name.into_owned());
         }
+    }
+
+    /// The summaries of every event in `dir`'s event files, as (step, value), read back from
+    /// the TFRecord framing as TensorBoard reads it.
+    fn read_summaries(dir: &Path) -> Vec<(i64, tensorboard_proto::summary::Summary_Value)> {
+        use protobuf::Message;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().contains("tfevents") {
+                continue;
+            }
+            let bytes = fs::read(&path).unwrap();
+            let mut at = 0;
+            while at + 12 <= bytes.len() {
+                let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+                let data = &bytes[at + 12..at + 12 + len];
+                let event = tensorboard_proto::event::Event::parse_from_bytes(data).unwrap();
+                for v in event.get_summary().get_value() {
+                    out.push((event.get_step(), v.clone()));
+                }
+                at += 12 + len + 4;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_image_round_trips_with_its_size_and_colorspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let png_path = tmp.path().join("red.png");
+        {
+            use plotters::prelude::*;
+            let area = BitMapBackend::new(&png_path, (5, 3)).into_drawing_area();
+            area.fill(&RED).unwrap();
+            area.present().unwrap();
+        }
+        let png = fs::read(&png_path).unwrap();
+        let run = tmp.path().join("run");
+        let mut log = Logger::create(&run).unwrap();
+        log.image("plots/red", &png, 7).unwrap();
+        let err = log.image("plots/bad", b"GIF89a not a png at all....", 8);
+        assert!(
+            matches!(&err, Err(LogError::Image(m)) if m.contains("not a PNG")),
+            "{err:?}"
+        );
+        log.flush().unwrap();
+        let images: Vec<_> = read_summaries(&run)
+            .into_iter()
+            .filter(|(_, v)| v.has_image())
+            .collect();
+        assert_eq!(images.len(), 1, "one image, the bad one refused");
+        let (step, value) = &images[0];
+        assert_eq!((*step, value.get_tag()), (7, "plots/red"));
+        let image = value.get_image();
+        assert_eq!((image.get_width(), image.get_height()), (5, 3));
+        assert_eq!(image.get_colorspace(), 3, "plotters writes RGB");
+        assert_eq!(image.get_encoded_image_string(), &png[..]);
+    }
+
+    #[test]
+    fn png_header_reads_each_colour_type_and_refuses_the_rest() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&640u32.to_be_bytes());
+        png.extend_from_slice(&480u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+        for (colour_type, colorspace) in [(0, 1), (4, 2), (2, 3), (3, 3), (6, 4)] {
+            png[25] = colour_type;
+            let h = PngHeader::read(&png).unwrap();
+            assert_eq!((h.width, h.height, h.colorspace), (640, 480, colorspace));
+        }
+        png[25] = 5;
+        assert!(PngHeader::read(&png).is_err());
+        png[25] = 6;
+        png[16..20].copy_from_slice(&0u32.to_be_bytes());
+        assert!(PngHeader::read(&png).is_err());
+        assert!(PngHeader::read(&png[..20]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `Summary` protos for each kind of data TensorBoard shows: scalars, text, histograms and the
-//! hparams plugin's session and experiment records.
+//! `Summary` protos for each kind of data TensorBoard shows: scalars, text, histograms, images
+//! and the hparams plugin's session and experiment records.
 //!
 //! `tensorboard-rs` builds scalars and histograms only; text and hparams are plugin summaries
 //! (a `Summary.Value` whose metadata names the plugin and carries its serialized plugin data),
@@ -11,7 +11,8 @@ use tensorboard_proto::api::{DataType, Experiment, HParamInfo, MetricInfo, Metri
 use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionStartInfo};
 use tensorboard_proto::plugin_text::TextPluginData;
 use tensorboard_proto::summary::{
-    HistogramProto, Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Value,
+    HistogramProto, Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image,
+    Summary_Value,
 };
 use tensorboard_proto::tensor::TensorProto;
 use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
@@ -63,6 +64,66 @@ pub(crate) fn text(tag: &str, markdown: &str) -> Result<Summary, LogError> {
     v.set_tag(tag.to_string());
     v.set_metadata(plugin_metadata("text", encode(&TextPluginData::new())?));
     v.set_tensor(tensor);
+    Ok(single(v))
+}
+
+/// What TensorBoard's image summary records about an encoded PNG, read from its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PngHeader {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// TensorFlow's colorspace code: 1 grayscale, 2 grayscale + alpha, 3 RGB (also palette
+    /// images), 4 RGBA.
+    pub colorspace: i32,
+}
+
+impl PngHeader {
+    /// Reads the size and colour type from the PNG signature and `IHDR` chunk of `png`;
+    /// anything else is an error saying what is wrong.
+    pub fn read(png: &[u8]) -> Result<PngHeader, LogError> {
+        const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+        let bad = |why: &str| LogError::Image(format!("not a PNG image: {why}"));
+        if png.len() < 33 || &png[..8] != SIGNATURE {
+            return Err(bad("no PNG signature and header"));
+        }
+        if &png[12..16] != b"IHDR" {
+            return Err(bad("the first chunk is not IHDR"));
+        }
+        let be32 = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+        let (width, height) = (be32(16), be32(20));
+        if width == 0 || height == 0 || width > i32::MAX as u32 || height > i32::MAX as u32 {
+            return Err(bad(&format!("size {width}x{height}")));
+        }
+        let colorspace = match png[25] {
+            0 => 1,
+            4 => 2,
+            2 | 3 => 3,
+            6 => 4,
+            other => return Err(bad(&format!("colour type {other}"))),
+        };
+        Ok(PngHeader {
+            width,
+            height,
+            colorspace,
+        })
+    }
+}
+
+/// An image summary of an encoded PNG (TensorBoard's IMAGES tab); size and colorspace from
+/// its header.
+pub(crate) fn image(tag: &str, png: &[u8]) -> Result<Summary, LogError> {
+    let header = PngHeader::read(png)?;
+    let mut image = Summary_Image::new();
+    // Both fit: `PngHeader::read` refuses sizes above i32::MAX.
+    image.set_width(header.width as i32);
+    image.set_height(header.height as i32);
+    image.set_colorspace(header.colorspace);
+    image.set_encoded_image_string(png.to_vec());
+    let mut v = Summary_Value::new();
+    v.set_tag(tag.to_string());
+    v.set_image(image);
     Ok(single(v))
 }
 
