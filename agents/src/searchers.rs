@@ -673,6 +673,10 @@ pub struct GumbelSettings {
     pub min_simulations: usize,
     /// A decision may also spend what the earlier decisions of its episode left unspent.
     pub carry_unspent: bool,
+    /// End a decision's search where its last complete Sequential Halving round ends instead
+    /// of partway through the next (true at test time: a cut round skews the final choice;
+    /// false in training, as mctx does).
+    pub whole_rounds: bool,
 }
 
 impl BuildSearcher for GumbelMuZero<AnyEnv> {
@@ -692,6 +696,7 @@ impl BuildSearcher for GumbelMuZero<AnyEnv> {
             stop_when_confident: 0.0,
             min_simulations: DEFAULT_MIN_SIMULATIONS,
             carry_unspent: false,
+            whole_rounds: purpose == SearchPurpose::Evaluate,
         }
     }
 
@@ -721,6 +726,7 @@ impl BuildSearcher for GumbelMuZero<AnyEnv> {
                 ..MixValue::default()
             },
             early_stop: early_stop(s.stop_when_confident, s.min_simulations),
+            whole_rounds: s.whole_rounds,
             ..GumbelConfig::default()
         })?))
     }
@@ -847,7 +853,7 @@ mod tests {
         assert_eq!(
             spec.to_string(),
             "gumbel(carry_unspent=false, gumbel_scale=0.0, max_considered=4, \
-             min_simulations=4, stop_when_confident=0.0)"
+             min_simulations=4, stop_when_confident=0.0, whole_rounds=true)"
         );
     }
 

@@ -132,6 +132,7 @@ impl RawSearcher {
                 ..MixValue::default()
             },
             discount,
+            whole_rounds: false,
             early_stop: None,
         };
         let g = GumbelMuZero::new(config).map_err(|e| search_err(e, None))?;

@@ -24,6 +24,14 @@ pub struct GumbelConfig {
     pub qtransform: MixValue,
     /// Discount of the backed-up returns.
     pub discount: f32,
+    /// Stop a root's search where its last complete Sequential Halving round ends, rather
+    /// than partway through the next one (mctx spends the whole budget). A truncated round
+    /// visits only the best-scored part of the surviving actions once more, and the final
+    /// choice, among the most visited, is then made over that part alone, with its values
+    /// taken one level deeper than the others'; ending at the round boundary makes the
+    /// choice over all survivors at equal visits. Unspent simulations are not made (the
+    /// search's `evals` say what it spent).
+    pub whole_rounds: bool,
     /// Anytime search: a root stops once the largest probability of its improved policy
     /// reaches this threshold (after a minimum of simulations); `None` spends the whole
     /// budget.
@@ -37,6 +45,7 @@ impl Default for GumbelConfig {
             gumbel_scale: 1.0,
             qtransform: MixValue::default(),
             discount: 1.0,
+            whole_rounds: false,
             early_stop: None,
         }
     }
@@ -88,6 +97,32 @@ pub fn considered_visits(max_considered: usize, num_sims: usize) -> Vec<u32> {
     seq
 }
 
+/// The simulations of `num_sims` that end at the last complete round of the Sequential
+/// Halving schedule of [`considered_visits`] (a round gives one more visit to each action
+/// still considered): `num_sims` itself when it ends a round or when not even the first
+/// round fits (nothing to cut back to).
+pub fn whole_rounds(max_considered: usize, num_sims: usize) -> usize {
+    if max_considered <= 1 {
+        return num_sims;
+    }
+    let log2max = (max_considered as f64).log2().ceil() as usize;
+    let mut done = 0;
+    let mut considered = max_considered;
+    loop {
+        let extra = (num_sims / (log2max * considered)).max(1);
+        for _ in 0..extra {
+            if done + considered > num_sims {
+                return if done == 0 { num_sims } else { done };
+            }
+            done += considered;
+            if done == num_sims {
+                return num_sims;
+            }
+        }
+        considered = (considered / 2).max(2);
+    }
+}
+
 /// Gumbel MuZero, batched over roots.
 ///
 /// Budget: as [`crate::Mcts`], one call for the root and at most one per simulation
@@ -134,6 +169,8 @@ struct GumbelRule {
     tables: Vec<(usize, Vec<Vec<u32>>)>,
     /// Per root of the current search, its schedule's index in `tables`.
     root_table: Vec<usize>,
+    /// Per root of the current search, the simulations it may run.
+    root_sims: Vec<usize>,
     /// Interior selection scores of one node, `[a]`, reused at every node.
     scores: Vec<f32>,
 }
@@ -317,6 +354,7 @@ impl GumbelRule {
             gumbels: Vec::new(),
             tables: Vec::new(),
             root_table: Vec::new(),
+            root_sims: Vec::new(),
             scores: Vec::new(),
         }
     }
@@ -401,6 +439,8 @@ impl Rule for GumbelRule {
             self.tables.clear();
         }
         self.root_table.clear();
+        self.root_sims.clear();
+        self.root_sims.extend_from_slice(sims);
         for &n in sims {
             let at = match self.tables.iter().position(|(s, _)| *s == n) {
                 Some(at) => at,
@@ -415,6 +455,15 @@ impl Rule for GumbelRule {
             self.root_table.push(at);
         }
         self.scores.resize(na, 0.0);
+    }
+
+    fn finished(&self, tree: &TreeStats, b: usize, done: usize) -> bool {
+        if !self.config.whole_rounds {
+            return false;
+        }
+        let idx = tree.idx(b, 0);
+        let m = (tree.num_legal[idx] as usize).min(self.config.max_num_considered_actions);
+        done >= whole_rounds(m, self.root_sims[b])
     }
 
     fn select(
@@ -562,6 +611,34 @@ mod tests {
             let c = Completed::of(&t, 0, &cfg);
             for a in (0..na).filter(|&a| t.legal[a]) {
                 assert_eq!(c.t(&t, a), want[a], "case {case} action {a}");
+            }
+        }
+    }
+
+    #[test]
+    fn whole_rounds_end_where_a_round_of_the_schedule_ends() {
+        use super::whole_rounds;
+        // 11 considered (log2 = 4): a round of 11, then rounds of 5, then of 2.
+        assert_eq!(whole_rounds(11, 11), 11);
+        for n in 11..16 {
+            assert_eq!(whole_rounds(11, n), 11, "{n}");
+        }
+        assert_eq!(whole_rounds(11, 16), 16);
+        assert_eq!(whole_rounds(11, 19), 18);
+        // Under one round there is nothing to cut back to; one action is never cut.
+        assert_eq!(whole_rounds(11, 7), 7);
+        assert_eq!(whole_rounds(1, 9), 9);
+        // Every cut lands where the schedule's visit counts are equal among the considered.
+        for m in 2..=16 {
+            for n in 1..200 {
+                let w = whole_rounds(m, n);
+                assert!(w <= n && (w == n || w >= m), "m {m} n {n}: {w}");
+                if w < n {
+                    let seq = considered_visits(m, n);
+                    // A round's simulations share one visit count: a new round starts
+                    // where the count changes.
+                    assert_ne!(seq[w - 1], seq[w], "m {m} n {n}: cut at {w} inside a round");
+                }
             }
         }
     }

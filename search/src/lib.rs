@@ -95,7 +95,7 @@ pub use evaluator::{
     CountingEvaluator, EvalBatch, EvalQueue, EvalRequest, Evaluator, NodeId, OracleEvaluator,
     RewardUse, ScriptedEvaluator, UniformEvaluator,
 };
-pub use gumbel::{considered_visits, GumbelConfig, GumbelMuZero};
+pub use gumbel::{considered_visits, whole_rounds, GumbelConfig, GumbelMuZero};
 pub use mcts::{Mcts, MctsConfig};
 pub use output::{Candidate, SearchOutput, Searcher};
 pub use qtransform::{mixed_value, MixValue, NodeStats, QTransform};

@@ -178,6 +178,12 @@ pub(crate) trait Rule {
     /// How settled root `b`'s choice is, in `[0, 1]`, for [`EarlyStop`].
     fn confidence(&mut self, tree: &TreeStats, b: usize) -> f32;
 
+    /// Whether root `b` should stop after `done` simulations although its budget allows
+    /// more (the rule's own schedule ends there).
+    fn finished(&self, _tree: &TreeStats, _b: usize, _done: usize) -> bool {
+        false
+    }
+
     /// The action to take at node `idx` (of root `b`, at `depth`) during simulation `sim`;
     /// `None` only if the node has no legal action.
     fn select(
@@ -374,6 +380,7 @@ impl<E: Env> TreeSearch<E> {
                 }
                 self.backward(b, self.leaves[b]);
                 let stops = done >= sims[b]
+                    || rule.finished(&self.stats, b, done)
                     || stop.is_some_and(|s| {
                         done >= s.min_simulations && rule.confidence(&self.stats, b) >= s.confidence
                     });

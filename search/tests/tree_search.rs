@@ -210,6 +210,39 @@ fn gumbel_sequential_halving_spends_visits_by_the_table() {
     }
 }
 
+/// With `whole_rounds`, a budget that ends partway through a Sequential Halving round stops
+/// at that round's start: the two survivors keep equal visits, and the rest is not spent.
+#[test]
+fn gumbel_whole_rounds_stop_at_the_last_complete_round() {
+    let env = TreeEnv::bandit(&[0.0; 6]).unwrap();
+    let values = vec![0.0, 0.1, 0.9, 0.3, 0.5, 0.2, 0.7];
+    for (whole_rounds, expected) in [(false, vec![0, 0, 1, 1, 2, 3]), (true, vec![0, 0, 1, 1, 2, 2])] {
+        let cfg = GumbelConfig {
+            max_num_considered_actions: 4,
+            whole_rounds,
+            ..GumbelConfig::default()
+        };
+        let mut g = GumbelMuZero::new(cfg).unwrap();
+        for seed in 0..5 {
+            let mut eval = by_node(values.clone(), vec![]);
+            // 7 simulations: considered_visits(4, 7) = [0,0,0,0,1,1,2], the last round cut.
+            let out = &g
+                .search(
+                    std::slice::from_ref(&env),
+                    &mut eval,
+                    8,
+                    &mut EnvRng::seed_from_u64(seed),
+                )
+                .unwrap()[0];
+            let mut v = out.visit_counts.clone();
+            v.sort_unstable();
+            assert_eq!(v, expected, "whole_rounds {whole_rounds}, seed {seed}");
+            let chosen = out.actions[0];
+            assert_eq!(out.visit_counts[chosen], 2 + u32::from(!whole_rounds));
+        }
+    }
+}
+
 #[test]
 fn mcts_with_dirichlet_noise_is_seeded() {
     let (env, values) = trap();
