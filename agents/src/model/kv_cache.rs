@@ -16,7 +16,8 @@ use tch::Tensor;
 pub struct DecodeState {
     /// Per layer application, keys and values `[2, B, heads, max_steps, head_dim]`.
     pub(crate) self_kv: Vec<Tensor>,
-    /// Per decoder layer, the memory's keys and values `[B, heads, S, head_dim]`.
+    /// Per decoder layer, the memory's keys and values `[G, heads, S, head_dim]`, each
+    /// memory read by `B / G` consecutive rows.
     pub(crate) cross_kv: Vec<MemoryKv>,
     /// Number of tokens already fed (the next step's position).
     pub(crate) pos: i64,
@@ -68,6 +69,7 @@ impl DecodeState {
                 .map(|kv| MemoryKv {
                     k: kv.k.shallow_clone(),
                     v: kv.v.shallow_clone(),
+                    group: kv.group,
                 })
                 .collect(),
             pos: self.pos,
