@@ -308,8 +308,9 @@ impl Agent for Reinforce {
         let n_answer: f64 = answer.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
         let mut gv = GradVariance::default();
         self.opt.zero_grad();
-        let mut sums = [0f64; 6]; // loss, pg, entropy, value mse, sup ce, adv^2
-        let mut adv_sum = 0f64;
+        // Per part: loss, pg, entropy, value mse, sup ce, sum adv^2, sum adv; kept on the
+        // device and read in one transfer after the last part.
+        let mut part_sums: Vec<Tensor> = Vec::with_capacity(parts.len());
         for (r, pass) in parts.iter().zip(passes) {
             let forward = profile::phase("loss");
             let dev = pass.logp.device();
@@ -328,17 +329,18 @@ impl Agent for Reinforce {
             let pg = reinforce_loss(&pass.logp, &adv, n as f64);
             let ent = (&pass.entropy * &pg_mask).sum(Kind::Float) / n_pg;
             let mut loss = &pg - &ent * self.cfg.entropy_weight;
-            let mut vloss = 0.0;
+            let zero = || Tensor::zeros([], (Kind::Float, dev));
+            let mut vloss = zero();
             if self.cfg.baseline == BaselineKind::Value {
                 let mse = ((&pass.value - &ret).square() * &valid_mask).sum(Kind::Float) / n_valid;
-                vloss = mse.double_value(&[]);
+                vloss = mse.detach();
                 loss += mse * self.cfg.value_weight;
             }
-            let mut sup = 0.0;
+            let mut sup = zero();
             if supervise {
                 let amask = grid(&answer[cells], m, t, dev);
                 let ce = answer_supervision_loss(&pass.logp, &amask, n_answer);
-                sup = ce.double_value(&[]);
+                sup = ce.detach();
                 loss += ce * self.cfg.answer_supervision;
             }
             drop(forward);
@@ -350,24 +352,29 @@ impl Agent for Reinforce {
                 let _phase = profile::phase("grad_variance");
                 gv.record(self.policy.var_store(), m);
             }
-            let (a_sum, a_sq) = tch::no_grad(|| {
-                (
-                    adv.sum(Kind::Float).double_value(&[]),
-                    adv.square().sum(Kind::Float).double_value(&[]),
+            part_sums.push(tch::no_grad(|| {
+                Tensor::stack(
+                    &[
+                        loss.detach(),
+                        pg.detach(),
+                        ent.detach(),
+                        vloss,
+                        sup,
+                        adv.square().sum(Kind::Float),
+                        adv.sum(Kind::Float),
+                    ],
+                    0,
                 )
-            });
-            adv_sum += a_sum;
-            for (acc, x) in sums.iter_mut().zip([
-                loss.double_value(&[]),
-                pg.double_value(&[]),
-                ent.double_value(&[]),
-                vloss,
-                sup,
-                a_sq,
-            ]) {
-                *acc += x;
-            }
+            }));
         }
+        let sums: Vec<f64> = tch::no_grad(|| {
+            Vec::<f64>::try_from(
+                Tensor::stack(&part_sums, 0)
+                    .sum_dim_intlist(0, false, Kind::Double)
+                    .to_device(tch::Device::Cpu),
+            )
+        })?;
+        let adv_sum = sums[6];
         let stats = self.opt.step()?;
         let mut out = Metrics::default();
         out.scalar("loss", sums[0]);

@@ -411,27 +411,28 @@ pub fn estimate_grad_variance(parts: &[(usize, Vec<f32>)]) -> Option<(f64, f64)>
     Some((trace / n.max(1) as f64, norm2))
 }
 
+/// Every gradient, flattened in variable-name order (zeros for a variable without one),
+/// gathered on the device and copied to the host in one transfer.
 fn flat_grad(vs: &VarStore) -> Vec<f32> {
     let mut vars = vs.variables().into_iter().collect::<Vec<_>>();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = Vec::new();
-    for (_, v) in vars {
-        let n = v.numel();
-        let g = v.grad();
-        if g.defined() {
-            let flat = g
-                .to_kind(Kind::Float)
-                .to_device(tch::Device::Cpu)
-                .view([-1]);
-            let mut buf = vec![0f32; n];
-            if flat.f_copy_data(&mut buf, n).is_ok() {
-                out.extend(buf);
-                continue;
-            }
-        }
-        out.extend(std::iter::repeat_n(0f32, n));
+    let parts: Vec<Tensor> = tch::no_grad(|| {
+        vars.iter()
+            .map(|(_, v)| {
+                let g = v.grad();
+                if g.defined() {
+                    g.to_kind(Kind::Float).view([-1])
+                } else {
+                    Tensor::zeros([v.numel() as i64], (Kind::Float, v.device()))
+                }
+            })
+            .collect()
+    });
+    if parts.is_empty() {
+        return Vec::new();
     }
-    out
+    let flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
+    Vec::<f32>::try_from(&flat).unwrap_or_else(|_| vec![0f32; flat.numel()])
 }
 
 /// Splits `n` rows into `parts` contiguous ranges that never cut a group of `k` rows (the
