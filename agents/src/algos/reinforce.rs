@@ -23,7 +23,11 @@
 //!   gradient.
 //! - `reward = "answer_ce"` scores each episode with minus the correct answer's
 //!   cross-entropy given its sampled chain (the original's dense signal, with the baseline of
-//!   the same kind, so return and baseline are on one scale).
+//!   the same kind, so return and baseline are on one scale). With `answer_supervision > 0`
+//!   the training pass already runs over the chains with the correct answers forced in, so
+//!   the return is read off its log-probabilities (no second teacher-forced pass).
+//! - The K samples of a problem share its encoding in the training pass
+//!   ([`Encoded::shared_by`](crate::model::Encoded::shared_by)).
 //!
 //! The update is computed in parts that never split a problem's group; with
 //! `grad_variance = true` there are at least two, and the spread of their gradients gives
