@@ -333,9 +333,6 @@ impl CotPolicy {
         };
         if (0..b).all(|i| !active[i] || counts[i] == 0) {
             // Fresh episodes: start a cache.
-            profile::add_flops(ROLLOUT_MODEL, || {
-                b as f64 * (self.model.start_decode_flops() + self.model.decode_step_flops(0))
-            });
             let enc = tch::no_grad(|| match extra {
                 None => {
                     let k = self.rows_per_problem(obs.tokens);
@@ -343,16 +340,28 @@ impl CotPolicy {
                 }
                 Some(_) => encode(&self.model),
             });
-            let mut state = self.model.start_decode(&enc);
-            let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
+            // The rows that share a problem are in the same state until they sample: START
+            // is decoded once per problem and its cache copied to the problem's rows.
+            let k = enc.rows_per_memory();
+            let problems = (b / k) as i64;
+            profile::add_flops(ROLLOUT_MODEL, || {
+                problems as f64
+                    * (self.model.start_decode_flops() + self.model.decode_step_flops(0))
+            });
+            let mut state = self.model.start_decode(&enc.one_row_per_memory());
+            let start = Tensor::full([problems], pad, (Kind::Int64, Device::Cpu));
             let heads = self.model.decode_step(&mut state, &start);
             self.cache = Some(DecodeCache {
-                state,
+                state: state.repeat_rows(k),
                 fed: 0,
                 tokens: obs.tokens.to_owned(),
                 key: key.to_vec(),
             });
-            return heads.logits;
+            return if k > 1 {
+                heads.logits.repeat_interleave_self_int(k as i64, 0, None)
+            } else {
+                heads.logits
+            };
         }
         // Rows at different positions: recompute each row's prefix (causal, so the padding
         // after a row's own position does not change its logits).
@@ -628,32 +637,67 @@ mod tests {
         let layout = ModelLayout::from_spec(env.spec()).unwrap();
         let mut cached = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
         let mut full = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
-        let mut batch = Lockstep::new(&env, 5);
-        batch
-            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64(i as u64), 1 + (i as u32 % 3)))
-            .unwrap();
-        let mut compared = 0;
-        batch
-            .run(
-                |obs, envs| {
-                    let a = cached.next_logits(obs);
-                    full.invalidate_cache();
-                    let b = full.next_logits(obs);
-                    for i in 0..obs.batch_size() {
-                        if obs.action_mask.row(i).iter().any(|&m| m) {
-                            assert!(a
-                                .get(i as i64)
-                                .allclose(&b.get(i as i64), 1e-4, 1e-5, false));
-                            compared += 1;
+        // The same weights, whatever other tests do to libtorch's global RNG meanwhile.
+        full.load_params(&cached.param_tensors()).unwrap();
+        // One problem per row, then problems shared by groups of 3 rows (encoded once, START
+        // decoded once) whose rows then take different actions.
+        for group in [1usize, 3] {
+            let mut batch = Lockstep::new(&env, 6);
+            batch
+                .reset_with(|i, e| {
+                    let p = i / group;
+                    e.reset(&mut EnvRng::seed_from_u64(p as u64), 1 + (p as u32 % 3))
+                })
+                .unwrap();
+            let mut compared = 0;
+            let mut step = 0;
+            batch
+                .run(
+                    |obs, envs| {
+                        let a = cached.next_logits(obs);
+                        full.invalidate_cache();
+                        let b = full.next_logits(obs);
+                        for i in 0..obs.batch_size() {
+                            if obs.action_mask.row(i).iter().any(|&m| m) {
+                                assert!(
+                                    a.get(i as i64)
+                                        .allclose(&b.get(i as i64), 1e-4, 1e-5, false),
+                                    "group {group}, step {step}, row {i}: {:?} vs {:?}",
+                                    Vec::<f32>::try_from(a.get(i as i64)).unwrap(),
+                                    Vec::<f32>::try_from(b.get(i as i64)).unwrap()
+                                );
+                                compared += 1;
+                            }
                         }
-                    }
-                    oracle_policy(obs, envs)
-                },
-                false,
-            )
-            .unwrap();
-        assert!(compared > 10, "{compared}");
-        assert!(cached.cache.is_some(), "the cached path was used");
+                        step += 1;
+                        if group == 1 {
+                            return oracle_policy(obs, envs);
+                        }
+                        // Row i takes its (i + step)-th legal action: the rows of a group part.
+                        let n = obs.batch_size();
+                        let actions = (0..n)
+                            .map(|i| {
+                                let legal: Vec<usize> = (0..obs.action_mask.ncols())
+                                    .filter(|&j| obs.action_mask[[i, j]])
+                                    .collect();
+                                legal
+                                    .get((i + step) % legal.len().max(1))
+                                    .copied()
+                                    .unwrap_or(0)
+                            })
+                            .collect();
+                        Ok(ActOutput {
+                            actions,
+                            log_probs: vec![0.0; n],
+                            entropies: vec![0.0; n],
+                        })
+                    },
+                    false,
+                )
+                .unwrap();
+            assert!(compared > 10, "{compared}");
+            assert!(cached.cache.is_some(), "the cached path was used");
+        }
     }
 
     /// Rows are grouped by the runs of equal problems, aligned at multiples of the group.

@@ -589,6 +589,30 @@ fn a_memory_shared_by_k_rows_equals_one_memory_per_row() {
             let (a, b) = (m.decode_step(&mut ss, &fed), m.decode_step(&mut so, &fed));
             assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5, "step {t}");
         }
+        // START decoded once per problem, then the cache repeated for its rows.
+        let mut once = tch::no_grad(|| m.start_decode(&shared.one_row_per_memory()));
+        let first = m.decode_step(&mut once, &prev.select(1, 0).narrow(0, 0, g));
+        let mut repeated = once.repeat_rows(k as usize);
+        assert_eq!(repeated.batch_size(), (g * k) as usize);
+        let mut so2 = tch::no_grad(|| m.start_decode(&own));
+        let b0 = m.decode_step(&mut so2, &prev.select(1, 0));
+        assert!(
+            max_abs_diff(
+                &first.logits.repeat_interleave_self_int(k, 0, None),
+                &b0.logits
+            ) < 1e-5
+        );
+        for t in 1..3 {
+            let fed = prev.select(1, t);
+            let (a, b) = (
+                m.decode_step(&mut repeated, &fed),
+                m.decode_step(&mut so2, &fed),
+            );
+            assert!(
+                max_abs_diff(&a.logits, &b.logits) < 1e-5,
+                "repeated, step {t}"
+            );
+        }
         let idx = Tensor::from_slice(&[11i64, 0, 5, 5]);
         let (mut ss, mut so) = (ss.index_select(&idx), so.index_select(&idx));
         let fed = prev.select(1, 3).index_select(0, &idx);

@@ -122,6 +122,24 @@ impl Encoded {
         }
     }
 
+    /// One decoder row per memory (what [`shared_by`](Self::shared_by) shared, unshared):
+    /// the problems themselves, e.g. to decode a step all their rows take alike.
+    pub fn one_row_per_memory(&self) -> Encoded {
+        let memory = match &self.memory {
+            Memory::Dense(m) => Memory::Dense(m.shallow_clone()),
+            Memory::Factored { table, rows } => Memory::Factored {
+                table: table.shallow_clone(),
+                rows: rows.shallow_clone(),
+            },
+        };
+        Encoded {
+            memory,
+            batch: self.batch / self.group,
+            len: self.len,
+            group: 1,
+        }
+    }
+
     /// Consecutive rows that share one memory (1 unless made by [`shared_by`](Self::shared_by)).
     pub fn rows_per_memory(&self) -> usize {
         self.group as usize
