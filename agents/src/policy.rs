@@ -352,7 +352,7 @@ impl CotPolicy {
             let start = Tensor::full([problems], pad, (Kind::Int64, Device::Cpu));
             let heads = self.model.decode_step(&mut state, &start);
             self.cache = Some(DecodeCache {
-                state: state.repeat_rows(k),
+                state: if k > 1 { state.repeat_rows(k) } else { state },
                 fed: 0,
                 tokens: obs.tokens.to_owned(),
                 key: key.to_vec(),
