@@ -155,3 +155,107 @@ fn bad_sizes_fail_before_measuring() {
         );
     }
 }
+
+/// The `train` and `phase` lines of `factorexe bench train` as (kind, key -> value), with
+/// percent signs dropped.
+fn profile_lines(text: &str) -> Vec<(String, HashMap<String, String>)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let mut words = line.split(' ');
+            let kind = words.next().unwrap_or_default().to_string();
+            let fields = words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_end_matches('%').to_string()))
+                .collect();
+            (kind, fields)
+        })
+        .collect()
+}
+
+#[test]
+fn bench_train_profiles_a_config_s_update() {
+    let dir = std::env::temp_dir().join(format!("fx_bench_train_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rl.toml");
+    std::fs::write(
+        &config,
+        "[env]\nname = \"cycle\"\nlength = 5\nmax_chain_len = 2\n\
+         [train]\nbatch_size = 4\nlevels = [1, 2]\n\
+         [algo]\nname = \"reinforce\"\nsamples_per_problem = 2\nreward = \"answer_ce\"\n\
+         answer_supervision = 1.0\n\
+         [model]\nheads = 2\nhead_dim = 8\ndecoder_layers = 1\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let out = factorexe(&[
+        "bench",
+        "train",
+        "--config",
+        path,
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("# MFU = analytic model FLOPs"), "{text}");
+    let lines = profile_lines(&text);
+    let train = &lines
+        .iter()
+        .find(|(k, _)| k == "train")
+        .expect("a train line")
+        .1;
+    // 4 problems x 2 samples per update.
+    assert_eq!(train["updates"], "2");
+    for key in [
+        "episodes_per_s",
+        "examples_per_s",
+        "update_ms",
+        "gflop_per_update",
+        "mfu",
+    ] {
+        positive(train, key);
+    }
+    let phase = |name: &str| {
+        lines
+            .iter()
+            .find(|(k, f)| k == "phase" && f.get("name").map(String::as_str) == Some(name))
+            .map(|(_, f)| f.clone())
+            .unwrap_or_else(|| panic!("no phase {name} in\n{text}"))
+    };
+    for name in [
+        "rollout",
+        "rollout/model",
+        "update/forward",
+        "update/backward",
+        "update/optimizer",
+    ] {
+        positive(&phase(name), "ms");
+    }
+    positive(&phase("rollout/model"), "gflop");
+    // The answer-CE return is read off the training pass: no FLOPs of a separate pass.
+    assert_eq!(phase("update/answer_ce")["gflop"], "0.0000", "{text}");
+
+    // A bad override names its key.
+    let out = factorexe(&[
+        "bench",
+        "train",
+        "--config",
+        path,
+        "--set",
+        "algo.sampels=2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sampels"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

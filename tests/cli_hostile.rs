@@ -170,6 +170,16 @@ fn hostile_arguments_are_refused_with_a_message() {
     add(&["bench", "search"], "--sims", &zero_too);
     add(&["bench", "search"], "--actions", &zero_too);
     add(&["bench", "search"], "--hidden", &zero_too);
+    let bench_train = ["bench", "train", "--config", "tiny.toml"];
+    add(&bench_train, "--steps", &zero_too);
+    add(&bench_train, "--warmup", &BAD_NUMBERS);
+    add(&bench_train, "--threads", &zero_too);
+    add(
+        &bench_train,
+        "--set",
+        &["model.heads=0", "algo.nope=1", "=", ""],
+    );
+    add(&["bench", "train"], "--config", &["", "/nonexistent.toml"]);
     add(&["info"], "--bogus", &["1"]);
 
     // Four processes at a time: most of each case is loading libtorch.

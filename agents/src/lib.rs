@@ -45,8 +45,8 @@
 
 #![warn(missing_docs)]
 
-// Layers, each using only those above it: files, optim, model, checkpoint, logging, config,
-// device, error; searchers; act, policy, rollout; agent; search_eval; algos; registry; eval,
+// Layers, each using only those above it: files, profile, optim, model, checkpoint, logging,
+// config, device, error; searchers; act, policy, rollout; agent; search_eval; algos; registry; eval,
 // probe, compare; runner; train; testing.
 pub mod act;
 pub mod agent;
@@ -64,6 +64,7 @@ pub mod model;
 pub mod optim;
 pub mod policy;
 pub mod probe;
+pub mod profile;
 pub mod registry;
 pub mod rollout;
 pub mod runner;

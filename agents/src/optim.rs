@@ -301,6 +301,7 @@ impl AdamW {
     /// (call [`zero_grad`](Self::zero_grad) before the next accumulation). A non-finite
     /// gradient norm changes nothing and is an error.
     pub fn step(&mut self) -> Result<StepStats, OptimError> {
+        let _phase = crate::profile::phase("optimizer");
         let grad_norm = self.grad_norm();
         if !grad_norm.is_finite() {
             return Err(OptimError::NonFiniteGradient {

@@ -18,9 +18,13 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use crate::act::{choose_actions, ActMode, ActOutput, BatchObs};
 use crate::checkpoint;
 use crate::error::AgentError;
-use crate::model::{CotTransformer, DecodeState, ModelConfig, ModelLayout};
+use crate::model::{CotTransformer, DecodeState, Encoded, ModelConfig, ModelLayout};
 use crate::optim::AdamW;
+use crate::profile;
 use crate::rollout::Episodes;
+
+/// The profile phase of the policy's model calls while acting (see [`crate::profile`]).
+pub const ROLLOUT_MODEL: &str = "rollout_model";
 
 /// Where a `CotEnv` observation keeps its fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +188,36 @@ impl CotPolicy {
             .collect()
     }
 
+    /// The largest `k` such that every aligned group of `k` consecutive rows of `tokens`
+    /// holds one problem (input and difficulty): the greatest common divisor of the lengths
+    /// of the runs of equal problems; 1 when the rows share nothing.
+    pub fn rows_per_problem(&self, tokens: ArrayView2<'_, i64>) -> usize {
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let same = |i: usize, j: usize| {
+            tokens[[i, self.fields.difficulty]] == tokens[[j, self.fields.difficulty]]
+                && self
+                    .fields
+                    .input
+                    .clone()
+                    .all(|c| tokens[[i, c]] == tokens[[j, c]])
+        };
+        let (mut k, mut run) = (0, 0);
+        for i in 0..tokens.nrows() {
+            if i > 0 && !same(i - 1, i) {
+                k = gcd(k, run);
+                run = 0;
+            }
+            run += 1;
+        }
+        gcd(k, run).max(1)
+    }
+
     /// The input `[B, L]` and difficulty `[B]` tensors of observation rows.
     pub fn problem_tensors(&self, tokens: ArrayView2<'_, i64>) -> (Tensor, Tensor) {
         let b = tokens.nrows();
@@ -198,6 +232,34 @@ impl CotPolicy {
             Tensor::from_slice(&input).view([b as i64, l as i64]),
             Tensor::from_slice(&difficulty),
         )
+    }
+
+    /// Encodes the problems `input [N, L]`, `difficulty [N]` whose rows come in groups of
+    /// `k` consecutive rows holding the same problem (the `K` samples of on-policy
+    /// experience): each problem once, its memory shared by its rows
+    /// ([`Encoded::shared_by`]). Rows that do not form such groups (checked on host tensors;
+    /// a device tensor is trusted) are encoded one by one.
+    pub fn encode_shared(
+        &self,
+        input: &Tensor,
+        difficulty: &Tensor,
+        k: usize,
+        train: bool,
+    ) -> Encoded {
+        let n = input.size()[0];
+        let k64 = k as i64;
+        if k <= 1 || n % k64 != 0 || (train && self.model.config().dropout > 0.0) {
+            return self.model.encode(input, difficulty, train);
+        }
+        let g = n / k64;
+        let first_input = input.view([g, k64, -1]).select(1, 0);
+        let first_difficulty = difficulty.view([g, k64]).select(1, 0);
+        if input.device() == Device::Cpu && !rows_repeat(input, difficulty, g, k64) {
+            return self.model.encode(input, difficulty, train);
+        }
+        self.model
+            .encode(&first_input, &first_difficulty, train)
+            .shared_by(k)
     }
 
     /// The logits `[B, num_actions]` of the next action of each row, unmasked. Rows without a
@@ -249,6 +311,10 @@ impl CotPolicy {
                         }
                     })
                     .collect();
+                let pos = cache.state.position();
+                profile::add_flops(ROLLOUT_MODEL, || {
+                    b as f64 * self.model.decode_step_flops(pos)
+                });
                 let heads = self
                     .model
                     .decode_step(&mut cache.state, &Tensor::from_slice(&prev));
@@ -267,17 +333,35 @@ impl CotPolicy {
         };
         if (0..b).all(|i| !active[i] || counts[i] == 0) {
             // Fresh episodes: start a cache.
-            let enc = tch::no_grad(|| encode(&self.model));
-            let mut state = self.model.start_decode(&enc);
-            let start = Tensor::full([b as i64], pad, (Kind::Int64, Device::Cpu));
+            let enc = tch::no_grad(|| match extra {
+                None => {
+                    let k = self.rows_per_problem(obs.tokens);
+                    self.encode_shared(&input, &difficulty, k, false)
+                }
+                Some(_) => encode(&self.model),
+            });
+            // The rows that share a problem are in the same state until they sample: START
+            // is decoded once per problem and its cache copied to the problem's rows.
+            let k = enc.rows_per_memory();
+            let problems = (b / k) as i64;
+            profile::add_flops(ROLLOUT_MODEL, || {
+                problems as f64
+                    * (self.model.start_decode_flops() + self.model.decode_step_flops(0))
+            });
+            let mut state = self.model.start_decode(&enc.one_row_per_memory());
+            let start = Tensor::full([problems], pad, (Kind::Int64, Device::Cpu));
             let heads = self.model.decode_step(&mut state, &start);
             self.cache = Some(DecodeCache {
-                state,
+                state: if k > 1 { state.repeat_rows(k) } else { state },
                 fed: 0,
                 tokens: obs.tokens.to_owned(),
                 key: key.to_vec(),
             });
-            return heads.logits;
+            return if k > 1 {
+                heads.logits.repeat_interleave_self_int(k as i64, 0, None)
+            } else {
+                heads.logits
+            };
         }
         // Rows at different positions: recompute each row's prefix (causal, so the padding
         // after a row's own position does not change its logits).
@@ -296,6 +380,9 @@ impl CotPolicy {
             prev.extend(r.slice(ndarray::s![em..em + t]).iter());
         }
         let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
+        profile::add_flops(ROLLOUT_MODEL, || {
+            b as f64 * self.model.flops_per_example(t + 1)
+        });
         let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
         tch::no_grad(|| {
             let enc = encode(&self.model);
@@ -316,7 +403,11 @@ impl CotPolicy {
         mode: ActMode,
         rng: &mut EnvRng,
     ) -> Result<ActOutput, AgentError> {
-        let logits = self.next_logits(obs);
+        let logits = {
+            let _phase = profile::phase(ROLLOUT_MODEL);
+            self.next_logits(obs)
+        };
+        let _phase = profile::phase("rollout_sample");
         choose_actions(&logits, mask, mode, rng)
     }
 
@@ -336,6 +427,17 @@ impl CotPolicy {
     pub fn invalidate_cache(&mut self) {
         self.cache = None;
     }
+}
+
+/// Whether every group of `k` consecutive rows of `input [g*k, L]` and `difficulty [g*k]`
+/// repeats its first row.
+fn rows_repeat(input: &Tensor, difficulty: &Tensor, g: i64, k: i64) -> bool {
+    tch::no_grad(|| {
+        let i = input.view([g, k, -1]);
+        let d = difficulty.view([g, k]);
+        i.eq_tensor(&i.narrow(1, 0, 1)).all().int64_value(&[]) != 0
+            && d.eq_tensor(&d.narrow(1, 0, 1)).all().int64_value(&[]) != 0
+    })
 }
 
 /// Prefix of parameter tensors in checkpoints.
@@ -422,6 +524,12 @@ pub fn step_kinds(ep: &Episodes, answer_action: i64) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl CotPolicy {
+    /// Analytic forward FLOPs of a teacher-forced pass over `ep` (every row over the padded
+    /// length; see [`CotTransformer::flops_per_example`]).
+    pub fn teacher_flops(&self, ep: &Episodes) -> f64 {
+        ep.len() as f64 * self.model.flops_per_example(ep.max_len())
+    }
+
     /// The teacher-forcing tensors of `ep` (on the CPU; the model moves them).
     pub fn teacher_batch(&self, ep: &Episodes) -> TeacherBatch {
         let (n, t) = (ep.len(), ep.max_len());
@@ -529,31 +637,101 @@ mod tests {
         let layout = ModelLayout::from_spec(env.spec()).unwrap();
         let mut cached = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
         let mut full = CotPolicy::new(env.spec(), &layout, &cfg.model, 3, Device::Cpu).unwrap();
-        let mut batch = Lockstep::new(&env, 5);
-        batch
-            .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64(i as u64), 1 + (i as u32 % 3)))
-            .unwrap();
-        let mut compared = 0;
-        batch
-            .run(
-                |obs, envs| {
-                    let a = cached.next_logits(obs);
-                    full.invalidate_cache();
-                    let b = full.next_logits(obs);
-                    for i in 0..obs.batch_size() {
-                        if obs.action_mask.row(i).iter().any(|&m| m) {
-                            assert!(a
-                                .get(i as i64)
-                                .allclose(&b.get(i as i64), 1e-4, 1e-5, false));
-                            compared += 1;
+        // The same weights, whatever other tests do to libtorch's global RNG meanwhile.
+        full.load_params(&cached.param_tensors()).unwrap();
+        // One problem per row, then problems shared by groups of 3 rows (encoded once, START
+        // decoded once) whose rows then take different actions.
+        for group in [1usize, 3] {
+            let mut batch = Lockstep::new(&env, 6);
+            batch
+                .reset_with(|i, e| {
+                    let p = i / group;
+                    e.reset(&mut EnvRng::seed_from_u64(p as u64), 1 + (p as u32 % 3))
+                })
+                .unwrap();
+            let mut compared = 0;
+            let mut step = 0;
+            batch
+                .run(
+                    |obs, envs| {
+                        let a = cached.next_logits(obs);
+                        full.invalidate_cache();
+                        let b = full.next_logits(obs);
+                        for i in 0..obs.batch_size() {
+                            if obs.action_mask.row(i).iter().any(|&m| m) {
+                                assert!(
+                                    a.get(i as i64)
+                                        .allclose(&b.get(i as i64), 1e-4, 1e-5, false),
+                                    "group {group}, step {step}, row {i}: {:?} vs {:?}",
+                                    Vec::<f32>::try_from(a.get(i as i64)).unwrap(),
+                                    Vec::<f32>::try_from(b.get(i as i64)).unwrap()
+                                );
+                                compared += 1;
+                            }
                         }
-                    }
-                    oracle_policy(obs, envs)
-                },
-                false,
-            )
+                        step += 1;
+                        if group == 1 {
+                            return oracle_policy(obs, envs);
+                        }
+                        // Row i takes its (i + step)-th legal action: the rows of a group part.
+                        let n = obs.batch_size();
+                        let actions = (0..n)
+                            .map(|i| {
+                                let legal: Vec<usize> = (0..obs.action_mask.ncols())
+                                    .filter(|&j| obs.action_mask[[i, j]])
+                                    .collect();
+                                legal
+                                    .get((i + step) % legal.len().max(1))
+                                    .copied()
+                                    .unwrap_or(0)
+                            })
+                            .collect();
+                        Ok(ActOutput {
+                            actions,
+                            log_probs: vec![0.0; n],
+                            entropies: vec![0.0; n],
+                        })
+                    },
+                    false,
+                )
+                .unwrap();
+            assert!(compared > 10, "{compared}");
+            assert!(cached.cache.is_some(), "the cached path was used");
+        }
+    }
+
+    /// Rows are grouped by the runs of equal problems, aligned at multiples of the group.
+    #[test]
+    fn rows_per_problem_finds_the_samples_of_each_problem() {
+        let cfg = RunConfig::from_toml_str("[env]\nname = \"cycle\"\nlength = 5\n", "t", "t", &[])
             .unwrap();
-        assert!(compared > 10, "{compared}");
-        assert!(cached.cache.is_some(), "the cached path was used");
+        let env = cfg.env.build().unwrap();
+        let layout = ModelLayout::from_spec(env.spec()).unwrap();
+        let policy = CotPolicy::new(env.spec(), &layout, &cfg.model, 0, Device::Cpu).unwrap();
+        let grouped = |problems: &[u64]| {
+            let mut batch = Lockstep::new(&env, problems.len());
+            batch
+                .reset_with(|i, e| e.reset(&mut EnvRng::seed_from_u64(problems[i]), 2))
+                .unwrap();
+            let mut k = 0;
+            batch
+                .run(
+                    |obs, envs| {
+                        if k == 0 {
+                            k = policy.rows_per_problem(obs.tokens);
+                        }
+                        oracle_policy(obs, envs)
+                    },
+                    false,
+                )
+                .unwrap();
+            k
+        };
+        assert_eq!(grouped(&[1, 1, 1, 2, 2, 2]), 3);
+        // Two equal neighbouring groups are still groups of 2.
+        assert_eq!(grouped(&[1, 1, 2, 2, 2, 2, 3, 3]), 2);
+        assert_eq!(grouped(&[1, 1, 2, 2, 2]), 1);
+        assert_eq!(grouped(&[1, 2, 3]), 1);
+        assert_eq!(grouped(&[4, 4, 4, 4]), 4);
     }
 }

@@ -9,6 +9,11 @@ use ::envs::throughput::{problem_rate, token_step_rate, Rate};
 use ::envs::{Cvpr, Cycle, Task};
 use ::search::bench::{self as search_bench, SearchBench};
 use clap::{Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use super::train::RuntimeArgs;
+
+mod train;
 
 /// Arguments of `factorexe bench`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +34,15 @@ enum Command {
     ///
     /// Example: factorexe bench search --batch 64 --sims 64
     Search(SearchArgs),
+    /// Profile of a config's training updates: examples/s and episodes/s, one update split
+    /// into rollout (sampling the chains), forward, backward, optimizer and the rest, with
+    /// each phase's analytic FLOPs against this machine's measured fp32 matmul peak (MFU)
+    /// and the time above what the FLOPs need at that peak (host overhead: Rust, op
+    /// dispatch, memory-bound ops). Builds the config's env and agent as `train` does, with
+    /// no run directory, and plays the run's first updates (same seeds).
+    ///
+    /// Example: factorexe bench train --config configs/cycle10_rl.toml --steps 20 --threads 2
+    Train(TrainArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,6 +86,32 @@ struct SearchArgs {
     seconds: f64,
 }
 
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// The run's config (e.g. configs/cycle10_rl.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override a config value: --set model.decoder_layers=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Updates measured, 1..=100000 (after the warm-up ones).
+    #[arg(long, default_value_t = 20, value_parser = in_range::<100_000>)]
+    steps: usize,
+    /// Updates played first and not measured (allocator and caches warming up), 0..=1000.
+    #[arg(long, default_value_t = 3, value_parser = up_to::<1000>)]
+    warmup: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// An integer in `0..=MAX`.
+fn up_to<const MAX: usize>(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= MAX => Ok(n),
+        _ => Err(format!("expected an integer in 0..={MAX}, got `{text}`")),
+    }
+}
+
 /// An integer in `1..=MAX`: the bounds keep a benchmark's buffers within memory.
 fn in_range<const MAX: usize>(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -91,12 +131,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Envs(a) => envs(&a),
         Command::Search(a) => search(&a),
+        Command::Train(a) => train::profile(&a),
     }
 }
 
 /// The `#` lines every report starts with: what was measured, the build and the machine.
 fn header(what: &str) {
     println!("# factorexe bench {what}: one thread; rates per second of wall time and per CPU-second of the measuring thread");
+    machine_line();
+}
+
+/// The `#` line with the build and the machine's CPUs and load.
+fn machine_line() {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg")
         .ok()

@@ -97,7 +97,10 @@ impl CotSupervised {
     /// Accumulates the gradient of the loss over `episodes` (normalized by the counts of the
     /// full batch, so micro-batches add up to it) and returns the metric sums.
     fn accumulate(&self, ep: &Episodes, n_chain: f64, n_answer: f64) -> [f64; 6] {
+        let forward = crate::profile::phase("forward");
         let b = self.policy.teacher_batch(ep);
+        crate::profile::add_flops("forward", || self.policy.teacher_flops(ep));
+        crate::profile::add_flops("backward", || 2.0 * self.policy.teacher_flops(ep));
         let model = self.policy.model();
         let enc = model.encode(&b.input, &b.difficulty, true);
         let heads = model.forward_chain(&enc, &b.prev, true);
@@ -109,7 +112,11 @@ impl CotSupervised {
         let answer_ce = (&s.ce * &answer).sum(Kind::Float);
         let loss = &chain_ce * (self.cfg.chain_weight / n_chain.max(1.0))
             + &answer_ce * (self.cfg.answer_weight / n_answer.max(1.0));
-        loss.backward();
+        drop(forward);
+        {
+            let _phase = crate::profile::phase("backward");
+            loss.backward();
+        }
         [
             chain_ce.double_value(&[]),
             answer_ce.double_value(&[]),

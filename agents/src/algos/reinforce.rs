@@ -23,7 +23,11 @@
 //!   gradient.
 //! - `reward = "answer_ce"` scores each episode with minus the correct answer's
 //!   cross-entropy given its sampled chain (the original's dense signal, with the baseline of
-//!   the same kind, so return and baseline are on one scale).
+//!   the same kind, so return and baseline are on one scale). With `answer_supervision > 0`
+//!   the training pass already runs over the chains with the correct answers forced in, so
+//!   the return is read off its log-probabilities (no second teacher-forced pass).
+//! - The K samples of a problem share its encoding in the training pass
+//!   ([`Encoded::shared_by`](crate::model::Encoded::shared_by)).
 //!
 //! The update is computed in parts that never split a problem's group; with
 //! `grad_variance = true` there are at least two, and the spread of their gradients gives
@@ -38,10 +42,10 @@ use tch::{Kind, Tensor};
 
 use super::init::InitFrom;
 use super::rl::{
-    answer_ce_returns, answer_supervision_loss, batch_mean_baseline, ema_update,
-    entropy_per_chain_position, grid, group_parts, leave_one_out_baseline, mean_std, pg_pass,
-    policy_gradient_steps, reinforce_loss, with_correct_answers, BaselineKind, GradVariance,
-    RewardKind, RlBatch,
+    answer_ce_returns, answer_log_likelihood, answer_supervision_loss, batch_mean_baseline,
+    ema_update, entropy_per_chain_position, grid, group_parts, leave_one_out_baseline, mean_std,
+    pg_pass_shared, policy_gradient_steps, reinforce_loss, with_correct_answers, BaselineKind,
+    GradVariance, PgPass, RewardKind, RlBatch,
 };
 use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
@@ -49,6 +53,7 @@ use crate::agent::{
 };
 use crate::optim::AdamW;
 use crate::policy::{load_training_state, step_kinds, training_state, CotPolicy};
+use crate::profile;
 
 /// `[algo]` options of `reinforce`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,9 +239,57 @@ impl Agent for Reinforce {
         let forced = answers
             .as_ref()
             .map(|a| with_correct_answers(ep, a, answer_action));
+        let supervise = self.cfg.answer_supervision > 0.0;
+        let train_ep: Cow<'_, Episodes> = match (&forced, supervise) {
+            (Some(f), true) => Cow::Borrowed(f),
+            _ => Cow::Borrowed(ep),
+        };
+        let min_parts = if self.cfg.grad_variance { 2 } else { 1 };
+        let parts = group_parts(n, k, self.micro_batches.max(min_parts));
+        let (chain, answer) = step_kinds(ep, answer_action);
+        // Every part's forward pass first (their graphs kept until each part's backward):
+        // with answer supervision the pass runs over the episodes with the correct answers
+        // forced in, so it already holds the log-probabilities the answer-CE return sums.
+        let passes: Vec<PgPass> = {
+            let _phase = profile::phase("forward");
+            let mut passes = Vec::with_capacity(parts.len());
+            for r in &parts {
+                let part = if r.len() == n {
+                    Cow::Borrowed(train_ep.as_ref())
+                } else {
+                    Cow::Owned(train_ep.rows(r.clone()))
+                };
+                let b = self.policy.teacher_batch(&part);
+                let flops = if profile::enabled() {
+                    self.policy.teacher_flops(&part)
+                } else {
+                    0.0
+                };
+                profile::add_flops("forward", || flops);
+                // The backward pass of a matmul costs two forward ones.
+                profile::add_flops("backward", || 2.0 * flops);
+                passes.push(pg_pass_shared(&self.policy, &b, k, true));
+            }
+            passes
+        };
         let returns = match self.cfg.reward {
             RewardKind::Answer => ep.returns(),
+            RewardKind::AnswerCe if supervise => {
+                let _phase = profile::phase("answer_ce");
+                let mut out = Vec::with_capacity(n);
+                for (r, pass) in parts.iter().zip(&passes) {
+                    let mask = grid(
+                        &answer[r.start * t..r.end * t],
+                        r.len(),
+                        t,
+                        pass.logp.device(),
+                    );
+                    out.extend(answer_log_likelihood(&pass.logp, &mask)?);
+                }
+                out
+            }
             RewardKind::AnswerCe => {
+                let _phase = profile::phase("answer_ce");
                 let forced = forced.as_ref().expect("answers were recorded");
                 answer_ce_returns(&self.policy, forced, None, self.micro_batches)?
             }
@@ -251,32 +304,19 @@ impl Agent for Reinforce {
         if self.cfg.baseline == BaselineKind::Ema {
             self.ema = Some(ema_update(self.ema, r_mean, self.cfg.ema_decay));
         }
-        let (chain, answer) = step_kinds(ep, answer_action);
-        let supervise = self.cfg.answer_supervision > 0.0;
         // Policy-gradient steps: the chain and marker, plus the answer unless supervised.
         let pg_steps = policy_gradient_steps(&chain, &answer, supervise);
         let valid: Vec<f32> = chain.iter().zip(&answer).map(|(c, a)| c + a).collect();
         let n_pg: f64 = pg_steps.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
         let n_valid: f64 = valid.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
         let n_answer: f64 = answer.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
-        let train_ep: Cow<'_, Episodes> = match (&forced, supervise) {
-            (Some(f), true) => Cow::Borrowed(f),
-            _ => Cow::Borrowed(ep),
-        };
-        let min_parts = if self.cfg.grad_variance { 2 } else { 1 };
-        let parts = group_parts(n, k, self.micro_batches.max(min_parts));
         let mut gv = GradVariance::default();
         self.opt.zero_grad();
-        let mut sums = [0f64; 6]; // loss, pg, entropy, value mse, sup ce, adv^2
-        let mut adv_sum = 0f64;
-        for r in &parts {
-            let part = if r.len() == n {
-                Cow::Borrowed(train_ep.as_ref())
-            } else {
-                Cow::Owned(train_ep.rows(r.clone()))
-            };
-            let b = self.policy.teacher_batch(&part);
-            let pass = pg_pass(&self.policy, &b, None, true);
+        // Per part: loss, pg, entropy, value mse, sup ce, sum adv^2, sum adv; kept on the
+        // device and read in one transfer after the last part.
+        let mut part_sums: Vec<Tensor> = Vec::with_capacity(parts.len());
+        for (r, pass) in parts.iter().zip(passes) {
+            let forward = profile::phase("loss");
             let dev = pass.logp.device();
             let (m, cells) = (r.len(), r.start * t..r.end * t);
             let pg_mask = grid(&pg_steps[cells.clone()], m, t, dev);
@@ -293,39 +333,52 @@ impl Agent for Reinforce {
             let pg = reinforce_loss(&pass.logp, &adv, n as f64);
             let ent = (&pass.entropy * &pg_mask).sum(Kind::Float) / n_pg;
             let mut loss = &pg - &ent * self.cfg.entropy_weight;
-            let mut vloss = 0.0;
+            let zero = || Tensor::zeros([], (Kind::Float, dev));
+            let mut vloss = zero();
             if self.cfg.baseline == BaselineKind::Value {
                 let mse = ((&pass.value - &ret).square() * &valid_mask).sum(Kind::Float) / n_valid;
-                vloss = mse.double_value(&[]);
+                vloss = mse.detach();
                 loss += mse * self.cfg.value_weight;
             }
-            let mut sup = 0.0;
+            let mut sup = zero();
             if supervise {
                 let amask = grid(&answer[cells], m, t, dev);
                 let ce = answer_supervision_loss(&pass.logp, &amask, n_answer);
-                sup = ce.double_value(&[]);
+                sup = ce.detach();
                 loss += ce * self.cfg.answer_supervision;
             }
-            loss.backward();
-            gv.record(self.policy.var_store(), m);
-            let (a_sum, a_sq) = tch::no_grad(|| {
-                (
-                    adv.sum(Kind::Float).double_value(&[]),
-                    adv.square().sum(Kind::Float).double_value(&[]),
-                )
-            });
-            adv_sum += a_sum;
-            for (acc, x) in sums.iter_mut().zip([
-                loss.double_value(&[]),
-                pg.double_value(&[]),
-                ent.double_value(&[]),
-                vloss,
-                sup,
-                a_sq,
-            ]) {
-                *acc += x;
+            drop(forward);
+            {
+                let _phase = profile::phase("backward");
+                loss.backward();
             }
+            {
+                let _phase = profile::phase("grad_variance");
+                gv.record(self.policy.var_store(), m);
+            }
+            part_sums.push(tch::no_grad(|| {
+                Tensor::stack(
+                    &[
+                        loss.detach(),
+                        pg.detach(),
+                        ent.detach(),
+                        vloss,
+                        sup,
+                        adv.square().sum(Kind::Float),
+                        adv.sum(Kind::Float),
+                    ],
+                    0,
+                )
+            }));
         }
+        let sums: Vec<f64> = tch::no_grad(|| {
+            Vec::<f64>::try_from(
+                Tensor::stack(&part_sums, 0)
+                    .sum_dim_intlist(0, false, Kind::Double)
+                    .to_device(tch::Device::Cpu),
+            )
+        })?;
+        let adv_sum = sums[6];
         let stats = self.opt.step()?;
         let mut out = Metrics::default();
         out.scalar("loss", sums[0]);
@@ -536,6 +589,49 @@ sampled = false
                 ema.1.double_value(&[0]) == e2.1.double_value(&[0]) || !is_ema,
                 "{sets:?}"
             );
+        }
+    }
+
+    /// The answer-CE return read off the training pass (each problem encoded once for its
+    /// K samples, the update in two parts) equals the separate teacher-forced pass's.
+    #[test]
+    fn the_training_pass_gives_the_answer_ce_return() {
+        let cfg = config(&["train.levels=[1, 2]", "env.max_chain_len=2"]);
+        let env = cfg.env.build().unwrap();
+        let settings = ReinforceConfig {
+            reward: RewardKind::AnswerCe,
+            answer_supervision: 1.0,
+            ..ReinforceConfig::default()
+        };
+        let ctx = AgentContext::new(&cfg, &env, tch::Device::Cpu);
+        let mut agent = Reinforce::new(&ctx, &settings).unwrap();
+        let sampler = cfg.train.sampler().unwrap();
+        let mut rows = crate::rollout::Lockstep::new(&env, 0);
+        let mut collector = Collector::new(&env, &mut rows, &sampler, 6, 1, 2);
+        let batch = agent.collect(&mut collector).unwrap();
+        let ep = &batch.episodes;
+        let answer_action = agent.policy.answer_action() as i64;
+        let forced = with_correct_answers(ep, batch.answers().unwrap(), answer_action);
+        let separate = answer_ce_returns(&agent.policy, &forced, None, 1).unwrap();
+        let (n, t, k) = (ep.len(), ep.max_len(), ep.samples_per_problem);
+        assert_eq!((n, k), (48, 8));
+        let (_, answer) = step_kinds(ep, answer_action);
+        let mut shared = Vec::new();
+        for r in group_parts(n, k, 2) {
+            let b = agent.policy.teacher_batch(&forced.rows(r.clone()));
+            let pass = pg_pass_shared(&agent.policy, &b, k, true);
+            let mask = grid(
+                &answer[r.start * t..r.end * t],
+                r.len(),
+                t,
+                pass.logp.device(),
+            );
+            shared.extend(answer_log_likelihood(&pass.logp, &mask).unwrap());
+        }
+        assert_eq!(shared.len(), n);
+        assert!(separate.iter().any(|&r| r < -0.1), "{separate:?}");
+        for (a, b) in shared.iter().zip(&separate) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
     }
 

@@ -21,6 +21,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::act::ActMode;
 use crate::agent::{Agent, AgentError, Collector, Episodes};
+use crate::model::Encoded;
 use crate::policy::{masked_log_softmax, step_kinds, CotPolicy, TeacherBatch};
 
 /// The baseline subtracted from each episode's return (`[algo] baseline`).
@@ -321,6 +322,7 @@ pub fn answer_ce_returns(
         for r in group_parts(n, 1, parts) {
             let part = forced.rows(r.clone());
             let b = policy.teacher_batch(&part);
+            crate::profile::add_flops("answer_ce", || policy.teacher_flops(&part));
             let rows = extra_rows.map(|x| x.narrow(0, r.start as i64, r.len() as i64));
             let pass = pg_pass(policy, &b, rows.as_ref(), false);
             let mask = grid(
@@ -329,12 +331,22 @@ pub fn answer_ce_returns(
                 t,
                 pass.logp.device(),
             );
-            let ll = (&pass.logp * mask).sum_dim_intlist(-1, false, Kind::Float);
-            out.extend(Vec::<f32>::try_from(ll.to_device(Device::Cpu))?);
+            out.extend(answer_log_likelihood(&pass.logp, &mask)?);
         }
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Each row's summed log-probability `sum_t mask[i,t] * logp[i,t]` (no gradient), copied to
+/// the host in one transfer: over the answer steps of a pass over
+/// [`with_correct_answers`] episodes, minus the correct answer's cross-entropy, the
+/// `answer_ce` return.
+pub fn answer_log_likelihood(logp: &Tensor, mask: &Tensor) -> Result<Vec<f32>, AgentError> {
+    let ll = tch::no_grad(|| {
+        (logp.detach() * mask.to_device(logp.device())).sum_dim_intlist(-1, false, Kind::Float)
+    });
+    Ok(Vec::<f32>::try_from(ll.to_device(Device::Cpu))?)
 }
 
 /// The steps that get policy gradient, over `step_kinds`' `chain` and `answer` masks: the
@@ -418,27 +430,28 @@ pub fn estimate_grad_variance(parts: &[(usize, Vec<f32>)]) -> Option<(f64, f64)>
     Some((trace / n.max(1) as f64, norm2))
 }
 
+/// Every gradient, flattened in variable-name order (zeros for a variable without one),
+/// gathered on the device and copied to the host in one transfer.
 fn flat_grad(vs: &VarStore) -> Vec<f32> {
     let mut vars = vs.variables().into_iter().collect::<Vec<_>>();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = Vec::new();
-    for (_, v) in vars {
-        let n = v.numel();
-        let g = v.grad();
-        if g.defined() {
-            let flat = g
-                .to_kind(Kind::Float)
-                .to_device(tch::Device::Cpu)
-                .view([-1]);
-            let mut buf = vec![0f32; n];
-            if flat.f_copy_data(&mut buf, n).is_ok() {
-                out.extend(buf);
-                continue;
-            }
-        }
-        out.extend(std::iter::repeat_n(0f32, n));
+    let parts: Vec<Tensor> = tch::no_grad(|| {
+        vars.iter()
+            .map(|(_, v)| {
+                let g = v.grad();
+                if g.defined() {
+                    g.to_kind(Kind::Float).view([-1])
+                } else {
+                    Tensor::zeros([v.numel() as i64], (Kind::Float, v.device()))
+                }
+            })
+            .collect()
+    });
+    if parts.is_empty() {
+        return Vec::new();
     }
-    out
+    let flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
+    Vec::<f32>::try_from(&flat).unwrap_or_else(|_| vec![0f32; flat.numel()])
 }
 
 /// Splits `n` rows into `parts` contiguous ranges that never cut a group of `k` rows (the
@@ -493,6 +506,21 @@ pub struct PgPass {
     pub value: Tensor,
 }
 
+/// [`pg_pass`] over a batch whose rows come in groups of `rows_per_problem` consecutive rows
+/// sharing one problem (on-policy episodes, `K` samples per problem): each problem is encoded
+/// once and its memory serves its `K` rows (the same numbers as encoding every row, for
+/// `K` times less encoder and cross-attention key/value work). With `rows_per_problem` 1, or
+/// when the rows do not divide into such groups, this is `pg_pass`.
+pub fn pg_pass_shared(
+    policy: &CotPolicy,
+    b: &TeacherBatch,
+    rows_per_problem: usize,
+    train: bool,
+) -> PgPass {
+    let enc = policy.encode_shared(&b.input, &b.difficulty, rows_per_problem, train);
+    pg_pass_over(policy, b, enc, train)
+}
+
 /// Runs the model over `b`, with `extra_rows [n, R, width]` appended to the memory (POPPY's
 /// member embeddings).
 pub fn pg_pass(
@@ -501,12 +529,15 @@ pub fn pg_pass(
     extra_rows: Option<&Tensor>,
     train: bool,
 ) -> PgPass {
-    let model = policy.model();
-    let mut enc = model.encode(&b.input, &b.difficulty, train);
+    let mut enc = policy.model().encode(&b.input, &b.difficulty, train);
     if let Some(rows) = extra_rows {
         enc = enc.with_extra_rows(rows);
     }
-    let heads = model.forward_chain(&enc, &b.prev, train);
+    pg_pass_over(policy, b, enc, train)
+}
+
+fn pg_pass_over(policy: &CotPolicy, b: &TeacherBatch, enc: Encoded, train: bool) -> PgPass {
+    let heads = policy.model().forward_chain(&enc, &b.prev, train);
     let logp_all = masked_log_softmax(&heads.logits, &b.mask);
     let targets = b.targets.to_device(heads.logits.device());
     let logp = logp_all

@@ -16,7 +16,8 @@ use tch::Tensor;
 pub struct DecodeState {
     /// Per layer application, keys and values `[2, B, heads, max_steps, head_dim]`.
     pub(crate) self_kv: Vec<Tensor>,
-    /// Per decoder layer, the memory's keys and values `[B, heads, S, head_dim]`.
+    /// Per decoder layer, the memory's keys and values `[G, heads, S, head_dim]`, each
+    /// memory read by `B / G` consecutive rows.
     pub(crate) cross_kv: Vec<MemoryKv>,
     /// Number of tokens already fed (the next step's position).
     pub(crate) pos: i64,
@@ -58,6 +59,38 @@ impl DecodeState {
         })
     }
 
+    /// Each row repeated as `k` consecutive rows that continue from its state (the `K`
+    /// samples of a problem after a step they took alike); the memory's keys and values
+    /// stay shared by the repeated rows, not copied.
+    pub fn repeat_rows(&self, k: usize) -> DecodeState {
+        let k = k.max(1) as i64;
+        if k == 1 {
+            return self.copy();
+        }
+        tch::no_grad(|| {
+            let index = Tensor::arange(self.batch, (tch::Kind::Int64, self.device()))
+                .repeat_interleave_self_int(k, 0, None);
+            DecodeState {
+                self_kv: self
+                    .self_kv
+                    .iter()
+                    .map(|t| t.index_select(1, &index))
+                    .collect(),
+                cross_kv: self
+                    .cross_kv
+                    .iter()
+                    .map(|kv| MemoryKv {
+                        k: kv.k.shallow_clone(),
+                        v: kv.v.shallow_clone(),
+                        group: kv.group * k,
+                    })
+                    .collect(),
+                pos: self.pos,
+                batch: self.batch * k,
+            }
+        })
+    }
+
     /// A deep copy (new cache tensors), so the two states can be advanced separately.
     pub fn copy(&self) -> DecodeState {
         tch::no_grad(|| DecodeState {
@@ -68,6 +101,7 @@ impl DecodeState {
                 .map(|kv| MemoryKv {
                     k: kv.k.shallow_clone(),
                     v: kv.v.shallow_clone(),
+                    group: kv.group,
                 })
                 .collect(),
             pos: self.pos,

@@ -161,27 +161,35 @@ fn merge_heads(x: &Tensor, d: Dims) -> Tensor {
     x.transpose(1, 2).reshape([b, t, d.width])
 }
 
-/// Keys and values `[B, heads, S, head_dim]` of one layer's memory.
+/// Keys and values `[G, heads, S, head_dim]` of one layer's memory for `G` memories, each
+/// read by `group` consecutive decoder rows (the `K` samples of one problem share its memory).
 #[derive(Debug)]
 pub(crate) struct MemoryKv {
     pub(crate) k: Tensor,
     pub(crate) v: Tensor,
+    pub(crate) group: i64,
 }
 
 impl MemoryKv {
-    /// From `[B, S, 2 * width]` projections.
-    pub(crate) fn split(kv: &Tensor, d: Dims) -> MemoryKv {
+    /// From `[G, S, 2 * width]` projections, each memory read by `group` rows.
+    pub(crate) fn split(kv: &Tensor, d: Dims, group: i64) -> MemoryKv {
         let mut kv = split_heads(kv, 2, d).unbind(0);
         let v = kv.pop().expect("two halves");
         let k = kv.pop().expect("two halves");
-        MemoryKv { k, v }
+        MemoryKv { k, v, group }
     }
 
-    /// Rows `index` of the batch.
+    /// The keys and values of decoder rows `index` (afterwards one memory per row).
     pub(crate) fn index_select(&self, index: &Tensor) -> MemoryKv {
+        let index = if self.group > 1 {
+            index.floor_divide_scalar(self.group)
+        } else {
+            index.shallow_clone()
+        };
         MemoryKv {
-            k: self.k.index_select(0, index),
-            v: self.v.index_select(0, index),
+            k: self.k.index_select(0, &index),
+            v: self.v.index_select(0, &index),
+            group: 1,
         }
     }
 }
@@ -261,13 +269,20 @@ impl CrossAttention {
         }
     }
 
-    /// `x [B, T, width]` attends to all of the memory (no mask).
+    /// `x [B, T, width]` attends to all of the memory (no mask). The `group` rows that share
+    /// a memory are one batch entry of `group * T` queries, so each memory's keys and values
+    /// are read once for all of them.
     pub(crate) fn forward(&self, x: &Tensor, kv: &MemoryKv) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
         let q = self
             .q
             .forward(x)
-            .view([b, t, self.dims.heads, self.dims.head_dim])
+            .view([
+                b / kv.group,
+                kv.group * t,
+                self.dims.heads,
+                self.dims.head_dim,
+            ])
             .transpose(1, 2);
         let a = Tensor::scaled_dot_product_attention(
             &q,
@@ -279,7 +294,8 @@ impl CrossAttention {
             None,
             false,
         );
-        self.out.forward(&merge_heads(&a, self.dims))
+        self.out
+            .forward(&merge_heads(&a, self.dims).view([b, t, self.dims.width]))
     }
 }
 

@@ -539,3 +539,102 @@ fn factored_memory_equals_the_dense_one() {
         }
     }
 }
+
+#[test]
+fn a_memory_shared_by_k_rows_equals_one_memory_per_row() {
+    // 3 problems x 4 samples; dense (an encoder layer) and factored (none) memories.
+    let (g, k) = (3i64, 4i64);
+    for encoder_layers in [0, 1] {
+        let cfg = ModelConfig {
+            encoder_layers,
+            ..tiny()
+        };
+        let (vs, m) = build(&cfg, &layout(6, 5, 5), 40);
+        let (x, d) = inputs(&m, g, 41);
+        let per_row =
+            Tensor::arange(g, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(k, 0, None);
+        let (xs, ds) = (x.index_select(0, &per_row), d.index_select(0, &per_row));
+        let prev = prefix(&m, g * k, 5, 42);
+        let shared = m.encode(&x, &d, true).shared_by(k as usize);
+        let own = m.encode(&xs, &ds, true);
+        assert_eq!(shared.batch_size(), (g * k) as usize);
+        assert_eq!(shared.rows_per_memory(), k as usize);
+        assert!(max_abs_diff(&shared.memory(), &own.memory()) < 1e-6);
+        let a = m.forward_chain(&shared, &prev, true);
+        let b = m.forward_chain(&own, &prev, true);
+        assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5);
+        assert!(max_abs_diff(&a.value, &b.value) < 1e-5);
+        // The same gradients reach the memory's weights.
+        let grads = |h: &Heads| {
+            for mut t in vs.trainable_variables() {
+                t.zero_grad();
+            }
+            (h.logits.square().sum(Kind::Float) + h.value.sum(Kind::Float)).backward();
+            [
+                "input.tok",
+                "decoder.0.cross.kv.weight",
+                "decoder.1.cross.q.weight",
+            ]
+            .map(|n| var(&vs, n).grad().copy())
+        };
+        let (ga, gb) = (grads(&a), grads(&b));
+        for (x, y) in ga.iter().zip(&gb) {
+            let scale = y.abs().max().double_value(&[]).max(1.0);
+            assert!(max_abs_diff(x, y) / scale < 1e-5);
+        }
+        // Decoding step by step, and rows selected from a shared state, agree too.
+        let (mut ss, mut so) = tch::no_grad(|| (m.start_decode(&shared), m.start_decode(&own)));
+        for t in 0..3 {
+            let fed = prev.select(1, t);
+            let (a, b) = (m.decode_step(&mut ss, &fed), m.decode_step(&mut so, &fed));
+            assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5, "step {t}");
+        }
+        // START decoded once per problem, then the cache repeated for its rows.
+        let mut once = tch::no_grad(|| m.start_decode(&shared.one_row_per_memory()));
+        let first = m.decode_step(&mut once, &prev.select(1, 0).narrow(0, 0, g));
+        let mut repeated = once.repeat_rows(k as usize);
+        assert_eq!(repeated.batch_size(), (g * k) as usize);
+        let mut so2 = tch::no_grad(|| m.start_decode(&own));
+        let b0 = m.decode_step(&mut so2, &prev.select(1, 0));
+        assert!(
+            max_abs_diff(
+                &first.logits.repeat_interleave_self_int(k, 0, None),
+                &b0.logits
+            ) < 1e-5
+        );
+        for t in 1..3 {
+            let fed = prev.select(1, t);
+            let (a, b) = (
+                m.decode_step(&mut repeated, &fed),
+                m.decode_step(&mut so2, &fed),
+            );
+            assert!(
+                max_abs_diff(&a.logits, &b.logits) < 1e-5,
+                "repeated, step {t}"
+            );
+        }
+        let idx = Tensor::from_slice(&[11i64, 0, 5, 5]);
+        let (mut ss, mut so) = (ss.index_select(&idx), so.index_select(&idx));
+        let fed = prev.select(1, 3).index_select(0, &idx);
+        let (a, b) = (m.decode_step(&mut ss, &fed), m.decode_step(&mut so, &fed));
+        assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5);
+        let picked = shared.index_select(&idx);
+        assert!(max_abs_diff(&picked.memory(), &own.memory().index_select(0, &idx)) < 1e-6);
+    }
+}
+
+#[test]
+fn decode_step_flops_add_up_to_the_teacher_forced_pass() {
+    let cfg = ModelConfig {
+        encoder_layers: 0,
+        ..tiny()
+    };
+    let (_vs, m) = build(&cfg, &layout(6, 5, 5), 0);
+    let stepwise: f64 =
+        m.start_decode_flops() + (0..4).map(|p| m.decode_step_flops(p)).sum::<f64>();
+    let whole = m.flops_per_example(4);
+    assert!(
+        (stepwise - whole).abs() < 1e-9 * whole,
+        "{stepwise} vs {whole}"
+    );
+}

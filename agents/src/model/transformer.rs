@@ -16,8 +16,11 @@ use tch::{nn, Device, Kind, Tensor};
 #[derive(Debug)]
 pub struct Encoded {
     memory: Memory,
+    /// Decoder rows served.
     batch: i64,
     len: i64,
+    /// Consecutive rows that share one memory (`batch / group` memories are held).
+    group: i64,
 }
 
 /// Without encoder layers, a memory row depends only on (token, position) (or is the
@@ -50,8 +53,12 @@ impl Encoded {
         self.batch == 0
     }
 
-    /// The memory `[B, S, width]` (gathered when it is held factored).
+    /// The memory `[B, S, width]` (gathered when it is held factored, one copy per row when
+    /// rows share it).
     pub fn memory(&self) -> Tensor {
+        if self.group > 1 {
+            return self.ungrouped().memory();
+        }
         match &self.memory {
             Memory::Dense(m) => m.shallow_clone(),
             Memory::Factored { table, rows } => {
@@ -71,19 +78,26 @@ impl Encoded {
             memory: Memory::Dense(Tensor::cat(&[memory, rows], 1)),
             batch: self.batch,
             len: self.len + extra,
+            group: 1,
         }
     }
 
-    /// Rows `index` of the batch (repeats allowed).
+    /// Rows `index` of the batch (repeats allowed); each row gets its own memory.
     pub fn index_select(&self, index: &Tensor) -> Encoded {
         let batch = index.size()[0];
+        let index = index.to_device(self.device());
+        let index = if self.group > 1 {
+            index.floor_divide_scalar(self.group)
+        } else {
+            index
+        };
         let memory = match &self.memory {
-            Memory::Dense(m) => Memory::Dense(m.index_select(0, &index.to_device(m.device()))),
+            Memory::Dense(m) => Memory::Dense(m.index_select(0, &index)),
             Memory::Factored { table, rows } => Memory::Factored {
                 table: table.shallow_clone(),
                 rows: rows
-                    .view([self.batch, self.len])
-                    .index_select(0, &index.to_device(rows.device()))
+                    .view([self.batch / self.group, self.len])
+                    .index_select(0, &index)
                     .view([-1]),
             },
         };
@@ -91,6 +105,54 @@ impl Encoded {
             memory,
             batch,
             len: self.len,
+            group: 1,
+        }
+    }
+
+    /// This encoding read by `k` consecutive decoder rows per problem: the memory of problem
+    /// `g` serves rows `g*k..(g+1)*k` (the `K` samples of a problem), its cross-attention
+    /// keys and values computed and read once for all of them. The numbers are those of
+    /// encoding every row.
+    pub fn shared_by(self, k: usize) -> Encoded {
+        let k = k.max(1) as i64;
+        Encoded {
+            batch: self.batch * k,
+            group: self.group * k,
+            ..self
+        }
+    }
+
+    /// One decoder row per memory (what [`shared_by`](Self::shared_by) shared, unshared):
+    /// the problems themselves, e.g. to decode a step all their rows take alike.
+    pub fn one_row_per_memory(&self) -> Encoded {
+        let memory = match &self.memory {
+            Memory::Dense(m) => Memory::Dense(m.shallow_clone()),
+            Memory::Factored { table, rows } => Memory::Factored {
+                table: table.shallow_clone(),
+                rows: rows.shallow_clone(),
+            },
+        };
+        Encoded {
+            memory,
+            batch: self.batch / self.group,
+            len: self.len,
+            group: 1,
+        }
+    }
+
+    /// Consecutive rows that share one memory (1 unless made by [`shared_by`](Self::shared_by)).
+    pub fn rows_per_memory(&self) -> usize {
+        self.group as usize
+    }
+
+    fn ungrouped(&self) -> Encoded {
+        self.index_select(&Tensor::arange(self.batch, (Kind::Int64, self.device())))
+    }
+
+    fn device(&self) -> Device {
+        match &self.memory {
+            Memory::Dense(m) => m.device(),
+            Memory::Factored { rows, .. } => rows.device(),
         }
     }
 }
@@ -355,6 +417,34 @@ impl CotTransformer {
         f
     }
 
+    /// Forward FLOPs per problem of [`decode_step`](Self::decode_step) at position `pos`
+    /// (0 = the START token): the decoder's matmuls and attention over `pos + 1` cached
+    /// positions and the memory, and the heads; the same terms as
+    /// [`flops_per_example`](Self::flops_per_example) counts for one position, so a chain
+    /// decoded step by step costs what its teacher-forced pass does.
+    pub fn decode_step_flops(&self, pos: usize) -> f64 {
+        if self.decoder.is_none() {
+            return 0.0;
+        }
+        let d = self.dims.width as f64;
+        let m = self.dims.mlp as f64;
+        let s = self.memory_len() as f64;
+        let per_app =
+            2.0 * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * (pos as f64 + 1.0) + 4.0 * s * d;
+        self.cfg.decoder_layers as f64 * self.cfg.repeat as f64 * per_app
+            + 2.0 * d * (self.layout.num_actions as f64 + 1.0)
+    }
+
+    /// Forward FLOPs per problem of [`start_decode`](Self::start_decode): the memory's
+    /// cross-attention keys and values of every decoder layer.
+    pub fn start_decode_flops(&self) -> f64 {
+        if self.decoder.is_none() {
+            return 0.0;
+        }
+        let d = self.dims.width as f64;
+        self.cfg.decoder_layers as f64 * 4.0 * self.memory_len() as f64 * d * d
+    }
+
     /// Encodes `input [B, input_len]` (i64 tokens) and `difficulty [B]` (i64, ignored unless
     /// the config has a difficulty token) into the memory the decoder reads.
     pub fn encode(&self, input: &Tensor, difficulty: &Tensor, train: bool) -> Encoded {
@@ -400,6 +490,7 @@ impl CotTransformer {
             memory: Memory::Dense(h),
             batch: b,
             len,
+            group: 1,
         }
     }
 
@@ -432,10 +523,12 @@ impl CotTransformer {
             },
             batch: b,
             len,
+            group: 1,
         }
     }
 
-    /// Cross-attention keys and values `[2, B, heads, S, head_dim]` of every decoder layer.
+    /// Cross-attention keys and values `[G, heads, S, head_dim]` of every decoder layer, one
+    /// per memory (`G = B / rows_per_memory`).
     fn cross_kv(&self, dec: &Decoder, enc: &Encoded) -> Vec<MemoryKv> {
         dec.layers
             .iter()
@@ -445,9 +538,9 @@ impl CotTransformer {
                     Memory::Factored { table, rows } => layer
                         .memory_kv(table)
                         .index_select(0, rows)
-                        .view([enc.batch, enc.len, -1]),
+                        .view([enc.batch / enc.group, enc.len, -1]),
                 };
-                MemoryKv::split(&kv, self.dims)
+                MemoryKv::split(&kv, self.dims, enc.group)
             })
             .collect()
     }
