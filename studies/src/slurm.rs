@@ -1,0 +1,272 @@
+//! The Slurm backend: one `sbatch` job array per `sweep run`, one array task per point that
+//! is not done. Each task runs `factorexe sweep task <sweep> --index <i>`, the same resumable
+//! start as the local driver's (fresh, `--resume` from a checkpoint, or `--overwrite`).
+//!
+//! Before the time limit Slurm sends SIGTERM to the batch shell (`--signal=B:TERM@<s>`),
+//! which passes it to the task and the task to its run: the run saves a checkpoint and exits
+//! with status 130, and the script requeues its own array task, which then resumes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::spec::Spec;
+use crate::state::{io_err, Outcome, StateError, Status, SweepDir};
+
+/// Why a Slurm submission or query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    /// The sweep directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A Slurm command could not be run or failed.
+    #[error("{command}: {reason}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Resources and limits of each array task; unset fields fall back to the spec's `[slurm]`.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    /// The `factorexe` binary the tasks run (it must be reachable from the compute nodes).
+    pub binary: PathBuf,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time` of each task.
+    pub time: Option<String>,
+    /// `--cpus-per-task` (default: the spec's `run.threads`).
+    pub cpus_per_run: Option<u16>,
+    /// `--gpus-per-task`.
+    pub gpus_per_run: Option<u16>,
+    /// Run the points whose last attempt failed again.
+    pub retry_failed: bool,
+    /// Seconds before the time limit at which the run is told to checkpoint.
+    pub signal_lead_s: u32,
+}
+
+/// The points to submit: neither done, running nor (unless `retry_failed`) failed.
+pub fn points_to_submit(dir: &SweepDir, retry_failed: bool) -> Result<Vec<usize>, StateError> {
+    let state = dir.load()?;
+    Ok(state
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| match dir.status(p) {
+            Status::Pending => true,
+            Status::Failed => retry_failed,
+            Status::Done | Status::Running => false,
+        })
+        .map(|(i, _)| i)
+        .collect())
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The job-array script for the points `indices` (array task id = point index).
+pub fn script(spec: &Spec, dir: &SweepDir, opts: &SlurmOptions, indices: &[usize]) -> String {
+    let sweep = std::path::absolute(&dir.dir).unwrap_or_else(|_| dir.dir.clone());
+    let logs = sweep.join("logs");
+    let array = indices
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let array = match spec.slurm.max_parallel {
+        Some(m) => format!("{array}%{m}"),
+        None => array,
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "#!/bin/bash");
+    let _ = writeln!(s, "# Written by `factorexe sweep run --backend slurm`: one array task per point.");
+    let _ = writeln!(s, "#SBATCH --job-name=sweep-{}", spec.name);
+    let _ = writeln!(s, "#SBATCH --array={array}");
+    let _ = writeln!(s, "#SBATCH --output={}/slurm-%A_%a.out", logs.display());
+    let _ = writeln!(s, "#SBATCH --open-mode=append");
+    let _ = writeln!(s, "#SBATCH --ntasks=1");
+    let cpus = opts
+        .cpus_per_run
+        .or(spec.slurm.cpus_per_run)
+        .unwrap_or(spec.run.threads);
+    let _ = writeln!(s, "#SBATCH --cpus-per-task={cpus}");
+    if let Some(g) = opts.gpus_per_run.or(spec.slurm.gpus_per_run) {
+        let _ = writeln!(s, "#SBATCH --gpus-per-task={g}");
+    }
+    if let Some(p) = opts.partition.as_ref().or(spec.slurm.partition.as_ref()) {
+        let _ = writeln!(s, "#SBATCH --partition={p}");
+    }
+    if let Some(t) = opts.time.as_ref().or(spec.slurm.time.as_ref()) {
+        let _ = writeln!(s, "#SBATCH --time={t}");
+    }
+    let _ = writeln!(s, "#SBATCH --signal=B:TERM@{}", opts.signal_lead_s);
+    let _ = writeln!(s, "#SBATCH --requeue");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "export OMP_WAIT_POLICY=PASSIVE");
+    let _ = writeln!(
+        s,
+        "{} sweep task {} --index \"$SLURM_ARRAY_TASK_ID\" &",
+        quote(&opts.binary.display().to_string()),
+        quote(&sweep.display().to_string())
+    );
+    let _ = writeln!(s, "task=$!");
+    let _ = writeln!(
+        s,
+        "# Slurm signals this shell before the time limit; the task passes it to its run."
+    );
+    let _ = writeln!(s, "trap 'kill -TERM \"$task\" 2>/dev/null' TERM INT");
+    let _ = writeln!(s, "wait \"$task\"; rc=$?");
+    let _ = writeln!(
+        s,
+        "# `wait` returns early when a trapped signal arrives: wait for the task itself."
+    );
+    let _ = writeln!(
+        s,
+        "while kill -0 \"$task\" 2>/dev/null; do wait \"$task\"; rc=$?; done"
+    );
+    let _ = writeln!(s, "if [ \"$rc\" -eq 130 ]; then");
+    let _ = writeln!(s, "    # Checkpointed before the limit: queue this task again; it resumes.");
+    let _ = writeln!(
+        s,
+        "    scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\""
+    );
+    let _ = writeln!(s, "fi");
+    let _ = writeln!(s, "exit \"$rc\"");
+    s
+}
+
+/// Writes the script of the points still to run into `<sweep>/slurm/` and submits it with
+/// `sbatch`; records the job id in the sweep's state. Returns the job id and how many
+/// points it runs (`None`, 0 when nothing is left to run).
+pub fn submit(
+    spec: &Spec,
+    dir: &SweepDir,
+    opts: &SlurmOptions,
+) -> Result<(Option<String>, usize), SlurmError> {
+    dir.open(spec)?;
+    let indices = points_to_submit(dir, opts.retry_failed)?;
+    if indices.is_empty() {
+        return Ok((None, 0));
+    }
+    let slurm = dir.dir.join("slurm");
+    std::fs::create_dir_all(&slurm).map_err(io_err(&slurm))?;
+    let path = slurm.join("array.sbatch");
+    std::fs::write(&path, script(spec, dir, opts, &indices)).map_err(io_err(&path))?;
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&path)
+        .output()
+        .map_err(|e| SlurmError::Command {
+            command: "sbatch".into(),
+            reason: format!("{e} (is Slurm installed? scripts/slurm-local starts a local one)"),
+        })?;
+    if !out.status.success() {
+        return Err(SlurmError::Command {
+            command: format!("sbatch {}", path.display()),
+            reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(SlurmError::Command {
+            command: "sbatch --parsable".into(),
+            reason: format!("unexpected output {text:?}"),
+        });
+    }
+    let mut state = dir.load()?;
+    state.slurm_jobs.push(id.clone());
+    dir.save(&state)?;
+    Ok((Some(id), indices.len()))
+}
+
+/// The queue state (`PENDING`, `RUNNING`, ...) of each array task still known to Slurm, by
+/// point index, from `squeue` over the sweep's recorded jobs (later jobs win).
+pub fn queue_states(job_ids: &[String]) -> Result<BTreeMap<usize, String>, SlurmError> {
+    let mut states = BTreeMap::new();
+    if job_ids.is_empty() {
+        return Ok(states);
+    }
+    let out = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%i %T", "-j", &job_ids.join(",")])
+        .output()
+        .map_err(|e| SlurmError::Command {
+            command: "squeue".into(),
+            reason: e.to_string(),
+        })?;
+    // squeue fails on job ids it no longer knows; they have all ended then.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(id), Some(state)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Some(index) = id.split_once('_').and_then(|(_, i)| i.parse().ok()) {
+            states.insert(index, state.to_string());
+        }
+    }
+    Ok(states)
+}
+
+/// Whether any of the sweep's array tasks is still queued or running.
+pub fn any_queued(dir: &SweepDir) -> Result<bool, SlurmError> {
+    let state = dir.load()?;
+    Ok(!queue_states(&state.slurm_jobs)?.is_empty())
+}
+
+/// Runs point `index` in the foreground (an array task): the same start as the local driver
+/// (fresh, `--resume` or `--overwrite`), its output appended to the point's logs, a stop
+/// request forwarded once. Returns the exit status for the task: 0 done, 130 stopped with a
+/// checkpoint (the script requeues it), 1 failed.
+pub fn run_task(
+    dir: &SweepDir,
+    index: usize,
+    binary: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<i32, crate::local::RunError> {
+    use std::sync::atomic::Ordering;
+    let state = dir.load()?;
+    let Some(mut p) = state.points.get(index).cloned() else {
+        return Err(crate::local::RunError::Invalid(vec![(
+            format!("index {index}"),
+            format!("the sweep has {} points", state.points.len()),
+        )]));
+    };
+    if dir.status(&p) == Status::Done {
+        return Ok(0);
+    }
+    p.attempts += 1;
+    p.outcome = Outcome::Pending;
+    dir.save_outcome(&p)?;
+    let mut child = crate::local::start(&state.spec, dir, &p, binary)?;
+    let mut signalled = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| crate::local::RunError::Spawn {
+            binary: binary.to_path_buf(),
+            reason: e.to_string(),
+        })? {
+            break s;
+        }
+        if !signalled && stop.load(Ordering::SeqCst) {
+            crate::local::terminate(&child);
+            signalled = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    p.outcome = crate::local::outcome_of(status, signalled, &dir.log_file(&p.point.name, "err"));
+    dir.save_outcome(&p)?;
+    Ok(match p.outcome {
+        Outcome::Done => 0,
+        Outcome::Pending => crate::state::INTERRUPTED_STATUS,
+        Outcome::Failed { .. } => 1,
+    })
+}
