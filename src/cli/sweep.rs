@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use studies::local::{self, RunOptions};
-use studies::report::{self, PlotSpec};
+use studies::plot::PlotSpec;
+use studies::report;
 use studies::slurm::{self, SlurmOptions};
 use studies::{Spec, SweepDir};
 
@@ -157,7 +158,11 @@ fn run_sweep(a: RunArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if a.partition.is_some() || a.time.is_some() || a.cpus_per_run.is_some() || a.gpus_per_run.is_some() {
+    if a.partition.is_some()
+        || a.time.is_some()
+        || a.cpus_per_run.is_some()
+        || a.gpus_per_run.is_some()
+    {
         bail!("--partition, --time, --cpus-per-run and --gpus-per-run need --backend slurm");
     }
     catch_signals()?;

@@ -111,7 +111,10 @@ pub fn config_args(spec: &Spec, dir: &SweepDir, point: &Point) -> Vec<String> {
         args.push(s.clone());
     }
     for s in [
-        format!("name={}", toml_literal(&toml::Value::String(point.name.clone()))),
+        format!(
+            "name={}",
+            toml_literal(&toml::Value::String(point.name.clone()))
+        ),
         format!(
             "log.dir={}",
             toml_literal(&toml::Value::String(runs.display().to_string()))
@@ -363,7 +366,12 @@ pub fn last_attempt_error(stderr: &Path) -> String {
 /// Starts one point's run, its output appended to `logs/<point>.{out,err}`, in its own
 /// process group so that a Ctrl-C at the terminal reaches only the driver (which forwards
 /// it once: a second signal would end the run without its checkpoint).
-pub fn start(spec: &Spec, dir: &SweepDir, p: &PointState, binary: &Path) -> Result<Child, RunError> {
+pub fn start(
+    spec: &Spec,
+    dir: &SweepDir,
+    p: &PointState,
+    binary: &Path,
+) -> Result<Child, RunError> {
     let args = train_args(spec, dir, &p.point);
     let open = |stream: &str| -> Result<File, RunError> {
         let path = dir.log_file(&p.point.name, stream);

@@ -2,12 +2,150 @@
 //! value of another axis, the mean over runs with its 95% bootstrap interval as error bars,
 //! and optionally a power-law fit per line with its exponent in the legend.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::{Compute, PlotSpec, Series};
+use serde::{Deserialize, Serialize};
+
 use crate::stats::{fit_power_law, summarize};
+
+/// Derived columns a plot may use as its x axis besides the axes.
+pub const DERIVED_X: [&str; 3] = ["params", "examples", "steps"];
+
+/// What compute-to-threshold counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    /// Updates (training steps).
+    #[default]
+    Updates,
+    /// Training problems (env samples): updates times `train.batch_size`.
+    Samples,
+}
+
+/// One plot (`[[report.plot]]`, or `--plot x=...,y=...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlotSpec {
+    /// The x axis: an axis name, `params` (model parameters), `examples` (training problems:
+    /// steps times batch size) or `steps`.
+    pub x: String,
+    /// The metric tag on the y axis (its final value), or, with `threshold`, the metric
+    /// whose first crossing is measured.
+    pub y: String,
+    /// One line per value of this axis.
+    pub lines: Option<String>,
+    /// Plot compute until `y` first reaches this value instead of `y` itself.
+    pub threshold: Option<f64>,
+    /// What compute-to-threshold counts.
+    #[serde(default)]
+    pub compute: Compute,
+    /// Fit a power law per line (log-log least squares) and show its exponent with a 95%
+    /// confidence interval.
+    #[serde(default)]
+    pub fit: bool,
+    /// Logarithmic x axis.
+    #[serde(default)]
+    pub log_x: bool,
+    /// Logarithmic y axis.
+    #[serde(default)]
+    pub log_y: bool,
+    /// Only points with these axis values (axis name to value as in the point names).
+    #[serde(default)]
+    pub select: BTreeMap<String, String>,
+    /// The PNG file name under `report/` (default from x and y).
+    pub file: Option<String>,
+}
+
+impl PlotSpec {
+    /// Parses `x=AXIS,y=TAG[,lines=AXIS][,threshold=V][,compute=samples][,fit][,log_x]
+    /// [,log_y][,file=NAME][,select.AXIS=VALUE]`.
+    pub fn parse_arg(arg: &str) -> Result<PlotSpec, String> {
+        let mut table = toml::Table::new();
+        let mut select = toml::Table::new();
+        for part in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            let value = match k {
+                "threshold" => toml::Value::Float(
+                    v.parse()
+                        .map_err(|_| format!("--plot {arg}: threshold={v} is not a number"))?,
+                ),
+                "fit" | "log_x" | "log_y" => toml::Value::Boolean(
+                    v.parse()
+                        .map_err(|_| format!("--plot {arg}: {k}={v} is not true or false"))?,
+                ),
+                _ => toml::Value::String(v.to_string()),
+            };
+            match k.strip_prefix("select.") {
+                Some(axis) => {
+                    select.insert(axis.to_string(), toml::Value::String(v.to_string()));
+                }
+                None => {
+                    table.insert(k.to_string(), value);
+                }
+            }
+        }
+        if !select.is_empty() {
+            table.insert("select".into(), toml::Value::Table(select));
+        }
+        PlotSpec::deserialize(toml::Value::Table(table))
+            .map_err(|e| format!("--plot {arg}: {}", e.to_string().trim()))
+    }
+
+    /// Checks that the axes it names are among `names`.
+    pub fn check(&self, names: &[&str]) -> Result<(), String> {
+        let known = |n: &str| names.contains(&n);
+        if !known(&self.x) && !DERIVED_X.contains(&self.x.as_str()) {
+            return Err(format!(
+                "x = {:?}: expected an axis ({}) or one of {}",
+                self.x,
+                names.join(", "),
+                DERIVED_X.join(", ")
+            ));
+        }
+        for n in self.lines.iter().chain(self.select.keys()) {
+            if !known(n) {
+                return Err(format!("{n:?} is not an axis (axes: {})", names.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The PNG file name under `report/`.
+    pub fn file_name(&self) -> String {
+        self.file.clone().unwrap_or_else(|| {
+            let y = self.y.replace('/', "_");
+            match self.threshold {
+                Some(t) => format!(
+                    "{}_to_{y}_{t}_vs_{}.png",
+                    compute_name(self.compute),
+                    self.x
+                ),
+                None => format!("{y}_vs_{}.png", self.x),
+            }
+        })
+    }
+}
+
+fn compute_name(c: Compute) -> &'static str {
+    match c {
+        Compute::Updates => "updates",
+        Compute::Samples => "samples",
+    }
+}
+
+/// One line of a plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its legend label (`axis=value`, or empty for a single line).
+    pub name: String,
+    /// One (x, y) per finished run.
+    pub points: Vec<(f64, f64)>,
+    /// Runs without a value (no x, no record, or threshold never reached).
+    pub missing: usize,
+}
 
 /// Colour-blind-safe colours (Okabe-Ito).
 const PALETTE: [RGBColor; 7] = [
@@ -109,7 +247,12 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
     let lines: Vec<(&Series, Vec<Mark>)> = series
         .iter()
         .map(|s| {
-            let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|&(x, y)| ok(x, y)).collect();
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|&(x, y)| ok(x, y))
+                .collect();
             (s, marks(&pts))
         })
         .collect();
@@ -182,7 +325,10 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
                         .map_or("no interval with 2 points".to_string(), |c| {
                             format!("± {c:.3}")
                         });
-                    label = format!("{label}: exponent {:.3} {ci} (95% CI, {} runs)", f.exponent, f.n);
+                    label = format!(
+                        "{label}: exponent {:.3} {ci} (95% CI, {} runs)",
+                        f.exponent, f.n
+                    );
                     fits.push(format!(
                         "{}: {} ~ {:.4} * {}^{:.4} {} (95% CI, {} runs)",
                         if s.name.is_empty() { "all" } else { &s.name },
@@ -224,9 +370,13 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
             .draw_series(std::iter::once(PathElement::new(path_pts.clone(), style)))
             .map_err(|e| err(&e))?;
         chart
-            .draw_series(ms.iter().filter(|m| m.high > m.low && ok(m.x, m.low)).map(|m| {
-                PathElement::new(vec![(tx(m.x), ty(m.low)), (tx(m.x), ty(m.high))], style)
-            }))
+            .draw_series(
+                ms.iter()
+                    .filter(|m| m.high > m.low && ok(m.x, m.low))
+                    .map(|m| {
+                        PathElement::new(vec![(tx(m.x), ty(m.low)), (tx(m.x), ty(m.high))], style)
+                    }),
+            )
             .map_err(|e| err(&e))?;
         let filled = color.filled();
         // One marker shape per line: circle, triangle, square, cross.
@@ -242,9 +392,11 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
                 .label(label)
                 .legend(move |(x, y)| TriangleMarker::new((x, y), 7, filled)),
             2 => chart
-                .draw_series(path_pts.iter().map(|&q| {
-                    EmptyElement::at(q) + Rectangle::new([(-5, -5), (5, 5)], filled)
-                }))
+                .draw_series(
+                    path_pts
+                        .iter()
+                        .map(|&q| EmptyElement::at(q) + Rectangle::new([(-5, -5), (5, 5)], filled)),
+                )
                 .map_err(|e| err(&e))?
                 .label(label)
                 .legend(move |(x, y)| Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], filled)),
@@ -271,6 +423,26 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plot_arguments_parse() {
+        let p = PlotSpec::parse_arg(
+            "x=steps,y=eval/accuracy/greedy/mean,lines=heads,threshold=0.9,compute=samples,fit,log_x,select.width=2-8",
+        )
+        .unwrap();
+        assert_eq!(p.x, "steps");
+        assert_eq!(p.lines.as_deref(), Some("heads"));
+        assert_eq!(p.threshold, Some(0.9));
+        assert_eq!(p.compute, Compute::Samples);
+        assert!(p.fit && p.log_x && !p.log_y);
+        assert_eq!(p.select.get("width").map(String::as_str), Some("2-8"));
+        let e = PlotSpec::parse_arg("x=steps").unwrap_err();
+        assert!(e.contains("missing field `y`"), "{e}");
+        let e = PlotSpec::parse_arg("x=steps,y=a,colour=red").unwrap_err();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = PlotSpec::parse_arg("x=steps,y=a,threshold=high").unwrap_err();
+        assert!(e.contains("threshold=high"), "{e}");
+    }
 
     #[test]
     fn ticks() {
@@ -309,6 +481,8 @@ mod tests {
             points: vec![],
             missing: 3,
         }];
-        assert!(draw(&path, &spec, &none).unwrap_err().contains("no finished run"));
+        assert!(draw(&path, &spec, &none)
+            .unwrap_err()
+            .contains("no finished run"));
     }
 }

@@ -1,14 +1,12 @@
 //! `sweep report`: each run's axis values and final metrics in one CSV, a summary over seeds
 //! (mean, standard deviation, bootstrap interval) as a CSV and a printed table, and plots.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::metrics::{natural_cmp, Metrics};
-use crate::spec::{Axis, Spec};
+use crate::plot::{Compute, PlotSpec, Series};
+use crate::spec::Spec;
 use crate::state::{run_config_value, StateError, Status, SweepDir};
 use crate::stats::{summarize, Summary};
 
@@ -21,127 +19,6 @@ pub enum ReportError {
     /// A plot asks for something the sweep does not have.
     #[error("plot {0}")]
     Plot(String),
-}
-
-/// Derived columns a plot may use as its x axis besides the axes.
-pub const DERIVED_X: [&str; 3] = ["params", "examples", "steps"];
-
-/// What compute-to-threshold counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compute {
-    /// Updates (training steps).
-    #[default]
-    Updates,
-    /// Training problems (env samples): updates times `train.batch_size`.
-    Samples,
-}
-
-/// One plot (`[[report.plot]]`, or `--plot x=...,y=...`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlotSpec {
-    /// The x axis: an axis name, `params` (model parameters), `examples` (training problems:
-    /// steps times batch size) or `steps`.
-    pub x: String,
-    /// The metric tag on the y axis (its final value), or, with `threshold`, the metric
-    /// whose first crossing is measured.
-    pub y: String,
-    /// One line per value of this axis.
-    pub lines: Option<String>,
-    /// Plot compute until `y` first reaches this value instead of `y` itself.
-    pub threshold: Option<f64>,
-    /// What compute-to-threshold counts.
-    #[serde(default)]
-    pub compute: Compute,
-    /// Fit a power law per line (log-log least squares) and show its exponent with a 95%
-    /// confidence interval.
-    #[serde(default)]
-    pub fit: bool,
-    /// Logarithmic x axis.
-    #[serde(default)]
-    pub log_x: bool,
-    /// Logarithmic y axis.
-    #[serde(default)]
-    pub log_y: bool,
-    /// Only points with these axis values (axis name to value as in the point names).
-    #[serde(default)]
-    pub select: BTreeMap<String, String>,
-    /// The PNG file name under `report/` (default from x and y).
-    pub file: Option<String>,
-}
-
-impl PlotSpec {
-    /// Parses `x=AXIS,y=TAG[,lines=AXIS][,threshold=V][,compute=samples][,fit][,log_x]
-    /// [,log_y][,file=NAME][,select.AXIS=VALUE]`.
-    pub fn parse_arg(arg: &str) -> Result<PlotSpec, String> {
-        let mut table = toml::Table::new();
-        let mut select = toml::Table::new();
-        for part in arg.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
-            let value = match k {
-                "threshold" => toml::Value::Float(
-                    v.parse()
-                        .map_err(|_| format!("--plot {arg}: threshold={v} is not a number"))?,
-                ),
-                "fit" | "log_x" | "log_y" => toml::Value::Boolean(
-                    v.parse()
-                        .map_err(|_| format!("--plot {arg}: {k}={v} is not true or false"))?,
-                ),
-                _ => toml::Value::String(v.to_string()),
-            };
-            match k.strip_prefix("select.") {
-                Some(axis) => {
-                    select.insert(axis.to_string(), toml::Value::String(v.to_string()));
-                }
-                None => {
-                    table.insert(k.to_string(), value);
-                }
-            }
-        }
-        if !select.is_empty() {
-            table.insert("select".into(), toml::Value::Table(select));
-        }
-        PlotSpec::deserialize(toml::Value::Table(table))
-            .map_err(|e| format!("--plot {arg}: {}", e.to_string().trim()))
-    }
-
-    /// Checks the axes it names exist.
-    pub fn check(&self, axes: &[Axis]) -> Result<(), String> {
-        let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
-        let known = |n: &str| names.contains(&n);
-        if !known(&self.x) && !DERIVED_X.contains(&self.x.as_str()) {
-            return Err(format!(
-                "x = {:?}: expected an axis ({}) or one of {}",
-                self.x,
-                names.join(", "),
-                DERIVED_X.join(", ")
-            ));
-        }
-        for n in self.lines.iter().chain(self.select.keys()) {
-            if !known(n) {
-                return Err(format!("{n:?} is not an axis (axes: {})", names.join(", ")));
-            }
-        }
-        Ok(())
-    }
-
-    fn file_name(&self) -> String {
-        self.file.clone().unwrap_or_else(|| {
-            let y = self.y.replace('/', "_");
-            match self.threshold {
-                Some(t) => format!("{}_to_{y}_{t}_vs_{}.png", compute_name(self.compute), self.x),
-                None => format!("{y}_vs_{}.png", self.x),
-            }
-        })
-    }
-}
-
-fn compute_name(c: Compute) -> &'static str {
-    match c {
-        Compute::Updates => "updates",
-        Compute::Samples => "samples",
-    }
 }
 
 /// One run of the sweep as the report sees it.
@@ -297,7 +174,11 @@ impl Report {
         let _ = writeln!(
             out,
             "{}",
-            header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",")
+            header
+                .iter()
+                .map(|h| csv_field(h))
+                .collect::<Vec<_>>()
+                .join(",")
         );
         for r in &self.rows {
             let mut fields = vec![csv_field(&r.point)];
@@ -449,7 +330,8 @@ impl Report {
         }
         let mut fits = Vec::new();
         for p in self.spec.report.plot.iter().chain(extra) {
-            p.check(&self.spec.axes).map_err(ReportError::Plot)?;
+            p.check(&self.spec.axis_names())
+                .map_err(ReportError::Plot)?;
             let path = out.join(p.file_name());
             let series = self.series(p);
             fits.extend(crate::plot::draw(&path, p, &series).map_err(ReportError::Plot)?);
@@ -463,8 +345,7 @@ impl Report {
         let mut out: Vec<Series> = Vec::new();
         for r in &self.rows {
             if r.status != Status::Done
-                || p
-                    .select
+                || p.select
                     .iter()
                     .any(|(a, v)| r.label(a).is_some_and(|l| l != v))
             {
@@ -496,17 +377,6 @@ impl Report {
     }
 }
 
-/// One line of a plot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// Its legend label (`axis=value`, or empty for a single line).
-    pub name: String,
-    /// One (x, y) per finished run.
-    pub points: Vec<(f64, f64)>,
-    /// Runs without a value (no x, no record, or threshold never reached).
-    pub missing: usize,
-}
-
 /// The shortest trailing part of `tag` that still tells it apart from the other tags.
 fn short_tag(tag: &str, all: &[String]) -> String {
     let parts: Vec<&str> = tag.split('/').collect();
@@ -528,30 +398,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plot_arguments_parse() {
-        let p = PlotSpec::parse_arg(
-            "x=steps,y=eval/accuracy/greedy/mean,lines=heads,threshold=0.9,compute=samples,fit,log_x,select.width=2-8",
-        )
-        .unwrap();
-        assert_eq!(p.x, "steps");
-        assert_eq!(p.lines.as_deref(), Some("heads"));
-        assert_eq!(p.threshold, Some(0.9));
-        assert_eq!(p.compute, Compute::Samples);
-        assert!(p.fit && p.log_x && !p.log_y);
-        assert_eq!(p.select.get("width").map(String::as_str), Some("2-8"));
-        let e = PlotSpec::parse_arg("x=steps").unwrap_err();
-        assert!(e.contains("missing field `y`"), "{e}");
-        let e = PlotSpec::parse_arg("x=steps,y=a,colour=red").unwrap_err();
-        assert!(e.contains("unknown field `colour`"), "{e}");
-        let e = PlotSpec::parse_arg("x=steps,y=a,threshold=high").unwrap_err();
-        assert!(e.contains("threshold=high"), "{e}");
-    }
-
-    #[test]
     fn short_tags_stay_distinct() {
-        let all: Vec<String> = ["eval/accuracy/greedy/d1", "eval/accuracy/sampled/d1", "train/loss"]
-            .map(String::from)
-            .to_vec();
+        let all: Vec<String> = [
+            "eval/accuracy/greedy/d1",
+            "eval/accuracy/sampled/d1",
+            "train/loss",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(short_tag(&all[0], &all), "greedy/d1");
         assert_eq!(short_tag(&all[2], &all), "loss");
     }

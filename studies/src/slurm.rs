@@ -84,7 +84,10 @@ pub fn script(spec: &Spec, dir: &SweepDir, opts: &SlurmOptions, indices: &[usize
     };
     let mut s = String::new();
     let _ = writeln!(s, "#!/bin/bash");
-    let _ = writeln!(s, "# Written by `factorexe sweep run --backend slurm`: one array task per point.");
+    let _ = writeln!(
+        s,
+        "# Written by `factorexe sweep run --backend slurm`: one array task per point."
+    );
     let _ = writeln!(s, "#SBATCH --job-name=sweep-{}", spec.name);
     let _ = writeln!(s, "#SBATCH --array={array}");
     let _ = writeln!(s, "#SBATCH --output={}/slurm-%A_%a.out", logs.display());
@@ -130,7 +133,10 @@ pub fn script(spec: &Spec, dir: &SweepDir, opts: &SlurmOptions, indices: &[usize
         "while kill -0 \"$task\" 2>/dev/null; do wait \"$task\"; rc=$?; done"
     );
     let _ = writeln!(s, "if [ \"$rc\" -eq 130 ]; then");
-    let _ = writeln!(s, "    # Checkpointed before the limit: queue this task again; it resumes.");
+    let _ = writeln!(
+        s,
+        "    # Checkpointed before the limit: queue this task again; it resumes."
+    );
     let _ = writeln!(
         s,
         "    scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\""
@@ -250,10 +256,13 @@ pub fn run_task(
     let mut child = crate::local::start(&state.spec, dir, &p, binary)?;
     let mut signalled = false;
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| crate::local::RunError::Spawn {
-            binary: binary.to_path_buf(),
-            reason: e.to_string(),
-        })? {
+        if let Some(s) = child
+            .try_wait()
+            .map_err(|e| crate::local::RunError::Spawn {
+                binary: binary.to_path_buf(),
+                reason: e.to_string(),
+            })?
+        {
             break s;
         }
         if !signalled && stop.load(Ordering::SeqCst) {

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::PlotSpec;
+use crate::plot::PlotSpec;
 
 /// What is wrong with a sweep spec.
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +283,8 @@ impl Spec {
             }
         }
         for (i, p) in file.report.plot.iter().enumerate() {
-            p.check(&axes)
+            let names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
+            p.check(&names)
                 .map_err(|m| invalid(format!("report.plot[{i}]: {m}")))?;
         }
         if file.run.threads == 0 {
@@ -311,6 +312,11 @@ impl Spec {
             }
         }
         Ok(spec)
+    }
+
+    /// The axes' names, in order.
+    pub fn axis_names(&self) -> Vec<&str> {
+        self.axes.iter().map(|a| a.name.as_str()).collect()
     }
 
     /// The axis whose values are replicates.
@@ -370,7 +376,9 @@ fn check_axis(a: &AxisFile, index: usize) -> Result<Axis, String> {
         _ => return Err(format!("{at}: give either `key` or `keys`")),
     };
     if keys.is_empty() || keys.iter().any(|k| k.split('.').any(str::is_empty)) {
-        return Err(format!("{at}: keys must be dotted config keys like model.heads"));
+        return Err(format!(
+            "{at}: keys must be dotted config keys like model.heads"
+        ));
     }
     let name = a.name.clone().unwrap_or_else(|| {
         if keys.len() == 1 {
@@ -458,8 +466,7 @@ fn is_safe_name(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '=' | ','))
 }
 
@@ -547,7 +554,9 @@ mod tests {
         let base = "[base]\nconfig = \"a.toml\"\n";
         let e = error(&format!("{base}[[axis]]\nkey = \"seed\"\nvalues = []\n"));
         assert!(e.contains("`values` is empty"), "{e}");
-        let e = error(&format!("{base}[[axis]]\nkey = \"seed\"\nvalues = [1, 1]\n"));
+        let e = error(&format!(
+            "{base}[[axis]]\nkey = \"seed\"\nvalues = [1, 1]\n"
+        ));
         assert!(e.contains("appears twice"), "{e}");
         let e = error(&format!(
             "seeds = [1]\n{base}[[axis]]\nkey = \"seed\"\nvalues = [1, 2]\n"
@@ -561,13 +570,17 @@ mod tests {
             "{base}[[axis]]\nkeys = [\"a.b\", \"c.d\"]\nvalues = [[1, 2], [3]]\n"
         ));
         assert!(e.contains("list of 2 values"), "{e}");
-        let e = error(&format!("{base}[[axis]]\nkey = \"a\"\nkeys = [\"b\"]\nvalues = [1]\n"));
+        let e = error(&format!(
+            "{base}[[axis]]\nkey = \"a\"\nkeys = [\"b\"]\nvalues = [1]\n"
+        ));
         assert!(e.contains("either `key` or `keys`"), "{e}");
         let e = error(&format!("{base}[[axis]]\nkey = \"a\"\nvalue = [1]\n"));
         assert!(e.contains("value"), "{e}");
         let e = error("[base]\nconfig = \"a.toml\"\nsed = [1]\n");
         assert!(e.contains("unknown field `sed`"), "{e}");
-        let e = error(&format!("{base}[[axis]]\nkey = \"name\"\nvalues = [\"x\"]\n"));
+        let e = error(&format!(
+            "{base}[[axis]]\nkey = \"name\"\nvalues = [\"x\"]\n"
+        ));
         assert!(e.contains("cannot be an axis"), "{e}");
         let e = error(&format!(
             "{base}[[axis]]\nkey = \"env.name\"\nvalues = [\"a/b\", \"a_b\"]\n"

@@ -103,9 +103,9 @@ pub fn fit_power_law(points: &[(f64, f64)]) -> Option<PowerLaw> {
 /// The 97.5th percentile of Student's t with `df` degrees of freedom.
 pub fn t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::INFINITY,
@@ -154,7 +154,12 @@ mod tests {
         assert!(ci > 0.01 && (g.exponent + 0.5).abs() < ci, "{g:?}");
         assert!(fit_power_law(&[(1.0, 1.0)]).is_none());
         assert!(fit_power_law(&[(2.0, 1.0), (2.0, 3.0)]).is_none());
-        assert_eq!(fit_power_law(&[(1.0, 1.0), (2.0, 2.0)]).unwrap().exponent_ci, None);
+        assert_eq!(
+            fit_power_law(&[(1.0, 1.0), (2.0, 2.0)])
+                .unwrap()
+                .exponent_ci,
+            None
+        );
     }
 
     #[test]
