@@ -204,23 +204,19 @@ fn run_sweep(a: RunArgs) -> anyhow::Result<()> {
 
 fn status(a: DirArgs) -> anyhow::Result<()> {
     let dir = SweepDir::new(&a.dir);
-    print!("{}", studies::status_text(&dir)?);
     let state = dir.load()?;
+    let queue = if state.slurm_jobs.is_empty() {
+        Default::default()
+    } else {
+        slurm::queue_states(&state.slurm_jobs)?
+    };
+    print!("{}", studies::status_text(&dir, &queue)?);
     if !state.slurm_jobs.is_empty() {
-        match slurm::queue_states(&state.slurm_jobs) {
-            Ok(q) if q.is_empty() => println!(
-                "slurm jobs {}: none queued or running",
-                state.slurm_jobs.join(",")
-            ),
-            Ok(q) => {
-                println!("slurm jobs {}:", state.slurm_jobs.join(","));
-                for (i, s) in q {
-                    let name = state.points.get(i).map_or("?", |p| p.point.name.as_str());
-                    println!("  {s:<10} {name}");
-                }
-            }
-            Err(e) => println!("slurm: {e}"),
-        }
+        println!(
+            "slurm jobs {}: {} array task(s) queued or running",
+            state.slurm_jobs.join(","),
+            queue.len()
+        );
     }
     Ok(())
 }

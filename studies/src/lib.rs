@@ -24,9 +24,12 @@ use std::fmt::Write as _;
 pub use spec::{Point, Spec, SpecError};
 pub use state::{Status, SweepDir};
 
-/// `sweep status`: one line per point (status, name, and the error of a failed one), then
-/// the counts.
-pub fn status_text(dir: &SweepDir) -> Result<String, state::StateError> {
+/// `sweep status`: one line per point (status, name, its Slurm queue state from `queue` by
+/// point index, and the error of a failed one), then the counts.
+pub fn status_text(
+    dir: &SweepDir,
+    queue: &std::collections::BTreeMap<usize, String>,
+) -> Result<String, state::StateError> {
     let state = dir.load()?;
     let mut out = String::new();
     let mut counts = [0usize; 4];
@@ -36,10 +39,13 @@ pub fn status_text(dir: &SweepDir) -> Result<String, state::StateError> {
         .map(|p| p.point.name.len())
         .max()
         .unwrap_or(0);
-    for p in &state.points {
+    for (i, p) in state.points.iter().enumerate() {
         let s = dir.status(p);
         counts[s as usize] += 1;
         let _ = write!(out, "{:<8} {:<width$}", s.name(), p.point.name);
+        if let Some(q) = queue.get(&i) {
+            let _ = write!(out, "  [slurm {q}]");
+        }
         if s == Status::Failed {
             if let state::Outcome::Failed { status, error } = &p.outcome {
                 let code = status.map_or("killed".into(), |c| format!("exit {c}"));
@@ -48,6 +54,13 @@ pub fn status_text(dir: &SweepDir) -> Result<String, state::StateError> {
         }
         let _ = writeln!(out);
     }
+    let out_lines = out
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = out_lines;
+    out.push('\n');
     let _ = writeln!(
         out,
         "{} points: {} done, {} running, {} failed, {} pending",
