@@ -109,9 +109,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 fn catch_signals() -> anyhow::Result<()> {
     ctrlc::set_handler(|| {
         if !STOP.swap(true, Ordering::SeqCst) {
-            eprintln!(
-                "\nsweep: stopping: each run saves a checkpoint; `sweep run` again resumes them"
-            );
+            eprintln!("\nsweep: stopping: each run saves a checkpoint, then exits");
         }
     })
     .context("cannot install the signal handler")

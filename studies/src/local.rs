@@ -35,6 +35,12 @@ pub enum RunError {
         /// The OS error.
         reason: String,
     },
+    /// Another `sweep run` drives this sweep directory.
+    #[error("{dir} is being run by another `sweep run` (it holds {dir}/.driver.lock); wait for it or stop it first")]
+    Busy {
+        /// The sweep directory.
+        dir: PathBuf,
+    },
     /// Some points' configs are invalid (checked before any run starts).
     #[error("{} point(s) have an invalid config; nothing was started:\n{}", .0.len(), .0.iter().map(|(p, e)| format!("  {p}: {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<(String, String)>),
@@ -151,6 +157,8 @@ pub fn validate(
                         args.extend(["--dry-run".into(), "--threads".into(), "1".into()]);
                         Command::new(binary)
                             .args(&args)
+                            .env("RUST_LIB_BACKTRACE", "0")
+                            .env("RUST_BACKTRACE", "0")
                             .stdin(Stdio::null())
                             .output()
                     })
@@ -196,6 +204,8 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
     let mut state = dir.open(spec)?;
+    // One driver per sweep: two would start the same pending point twice.
+    let _driver = DriverLock::acquire(&dir.dir)?;
     let jobs = opts.jobs.unwrap_or_else(|| default_jobs(spec.run.threads));
     let mut summary = RunSummary::default();
     let mut queue = Vec::new();
@@ -391,7 +401,9 @@ pub fn start(
         Ok(f)
     };
     let mut cmd = Command::new(binary);
+    // Errors end a run's log without a backtrace, so its last lines say what went wrong.
     cmd.args(&args)
+        .env("RUST_LIB_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(open("out")?)
         .stderr(open("err")?);
@@ -401,6 +413,36 @@ pub fn start(
         binary: binary.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// An exclusive `flock` on `<sweep>/.driver.lock`, held while a driver runs the sweep (the
+/// OS releases it however the driver ends).
+struct DriverLock {
+    _file: File,
+}
+
+impl DriverLock {
+    fn acquire(dir: &Path) -> Result<DriverLock, RunError> {
+        let path = dir.join(".driver.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(crate::state::io_err(&path))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: flock on a descriptor we own; released when `file` closes.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if r != 0 {
+                return Err(RunError::Busy {
+                    dir: dir.to_path_buf(),
+                });
+            }
+        }
+        Ok(DriverLock { _file: file })
+    }
 }
 
 /// Sends SIGTERM to a run (it finishes its update, checkpoints and exits with 130).

@@ -4,7 +4,10 @@
 //!
 //! Before the time limit Slurm sends SIGTERM to the batch shell (`--signal=B:TERM@<s>`),
 //! which passes it to the task and the task to its run: the run saves a checkpoint and exits
-//! with status 130, and the script requeues its own array task, which then resumes.
+//! with status 130, and the script requeues its own array task, which then resumes. After
+//! `scancel` the runs checkpoint too (the array task passes the signal on only when its run
+//! did not receive it directly: a second one would end the run without saving), and nothing
+//! is requeued.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -65,6 +68,24 @@ pub fn points_to_submit(dir: &SweepDir, retry_failed: bool) -> Result<Vec<usize>
         .collect())
 }
 
+/// The body of the job-array script, after its `#SBATCH` lines.
+const TASK_SCRIPT: &str = r#"
+export OMP_WAIT_POLICY=PASSIVE
+{binary} sweep task {sweep} --index "$SLURM_ARRAY_TASK_ID" &
+task=$!
+# Slurm signals this shell before the time limit; the task passes it on to its run.
+trap 'kill -TERM "$task" 2>/dev/null' TERM INT
+wait "$task"; rc=$?
+# `wait` returns early when a trapped signal arrives: wait for the task itself.
+while kill -0 "$task" 2>/dev/null; do wait "$task"; rc=$?; done
+# Checkpointed after a signal: queue this task again (it resumes), unless that signal came
+# from scancel (the job is then no longer RUNNING but COMPLETING).
+if [ "$rc" -eq 130 ] && scontrol show job "$SLURM_JOB_ID" -o | grep -q 'JobState=RUNNING'; then
+    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$rc"
+"#;
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -109,40 +130,11 @@ pub fn script(spec: &Spec, dir: &SweepDir, opts: &SlurmOptions, indices: &[usize
     }
     let _ = writeln!(s, "#SBATCH --signal=B:TERM@{}", opts.signal_lead_s);
     let _ = writeln!(s, "#SBATCH --requeue");
-    let _ = writeln!(s);
-    let _ = writeln!(s, "export OMP_WAIT_POLICY=PASSIVE");
-    let _ = writeln!(
-        s,
-        "{} sweep task {} --index \"$SLURM_ARRAY_TASK_ID\" &",
-        quote(&opts.binary.display().to_string()),
-        quote(&sweep.display().to_string())
+    s.push_str(
+        &TASK_SCRIPT
+            .replace("{binary}", &quote(&opts.binary.display().to_string()))
+            .replace("{sweep}", &quote(&sweep.display().to_string())),
     );
-    let _ = writeln!(s, "task=$!");
-    let _ = writeln!(
-        s,
-        "# Slurm signals this shell before the time limit; the task passes it to its run."
-    );
-    let _ = writeln!(s, "trap 'kill -TERM \"$task\" 2>/dev/null' TERM INT");
-    let _ = writeln!(s, "wait \"$task\"; rc=$?");
-    let _ = writeln!(
-        s,
-        "# `wait` returns early when a trapped signal arrives: wait for the task itself."
-    );
-    let _ = writeln!(
-        s,
-        "while kill -0 \"$task\" 2>/dev/null; do wait \"$task\"; rc=$?; done"
-    );
-    let _ = writeln!(s, "if [ \"$rc\" -eq 130 ]; then");
-    let _ = writeln!(
-        s,
-        "    # Checkpointed before the limit: queue this task again; it resumes."
-    );
-    let _ = writeln!(
-        s,
-        "    scontrol requeue \"${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\""
-    );
-    let _ = writeln!(s, "fi");
-    let _ = writeln!(s, "exit \"$rc\"");
     s
 }
 
@@ -229,9 +221,13 @@ pub fn any_queued(dir: &SweepDir) -> Result<bool, SlurmError> {
     Ok(!queue_states(&state.slurm_jobs)?.is_empty())
 }
 
+/// How long an array task waits, after a stop request, for its run to announce that it
+/// received the signal itself before passing it on.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs point `index` in the foreground (an array task): the same start as the local driver
 /// (fresh, `--resume` or `--overwrite`), its output appended to the point's logs, a stop
-/// request forwarded once. Returns the exit status for the task: 0 done, 130 stopped with a
+/// request passed on to the run unless the run got it too. Returns the exit status for the task: 0 done, 130 stopped with a
 /// checkpoint (the script requeues it), 1 failed.
 pub fn run_task(
     dir: &SweepDir,
@@ -254,7 +250,9 @@ pub fn run_task(
     p.outcome = Outcome::Pending;
     dir.save_outcome(&p)?;
     let mut child = crate::local::start(&state.spec, dir, &p, binary)?;
-    let mut signalled = false;
+    let err_log = dir.log_file(&p.point.name, "err");
+    let mut stop_seen: Option<std::time::Instant> = None;
+    let mut forwarded = false;
     let status = loop {
         if let Some(s) = child
             .try_wait()
@@ -265,13 +263,22 @@ pub fn run_task(
         {
             break s;
         }
-        if !signalled && stop.load(Ordering::SeqCst) {
-            crate::local::terminate(&child);
-            signalled = true;
+        if stop.load(Ordering::SeqCst) {
+            let seen = *stop_seen.get_or_insert_with(std::time::Instant::now);
+            // `scancel` signals every process of the job, the run included, and a second
+            // signal would end the run without its checkpoint; so the stop is passed on only
+            // when the run has not announced one of its own after a grace period (Slurm's
+            // warning before the time limit reaches the batch shell alone).
+            if !forwarded && seen.elapsed() >= STOP_GRACE {
+                if !crate::local::last_attempt_error(&err_log).contains("interrupted") {
+                    crate::local::terminate(&child);
+                }
+                forwarded = true;
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    p.outcome = crate::local::outcome_of(status, signalled, &dir.log_file(&p.point.name, "err"));
+    p.outcome = crate::local::outcome_of(status, stop_seen.is_some(), &err_log);
     dir.save_outcome(&p)?;
     Ok(match p.outcome {
         Outcome::Done => 0,
