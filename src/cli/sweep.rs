@@ -56,6 +56,9 @@ struct RunArgs {
     /// No progress bar (a line per finished run instead).
     #[arg(long)]
     no_progress: bool,
+    /// Check every point's config (`train --dry-run`) and start nothing.
+    #[arg(long, conflicts_with = "backend")]
+    check: bool,
     /// Where the runs execute.
     #[arg(long, value_enum, default_value = "local")]
     backend: Backend,
@@ -169,8 +172,18 @@ fn run_sweep(a: RunArgs) -> anyhow::Result<()> {
         jobs: a.jobs.map(usize::from),
         retry_failed: a.retry_failed,
         progress: !a.no_progress,
+        check_only: a.check,
     };
     let summary = local::run(&spec, &dir, &opts, &STOP)?;
+    if a.check {
+        println!(
+            "sweep {}: the configs of {} point(s) to run are valid ({} done)",
+            dir.dir.display(),
+            summary.pending,
+            summary.done
+        );
+        return Ok(());
+    }
     println!(
         "sweep {}: {} done, {} pending, {} failed, {} running elsewhere",
         dir.dir.display(),

@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub retry_failed: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
+    /// Only check the configs of the points to run, start nothing.
+    pub check_only: bool,
 }
 
 /// What a `sweep run` left.
@@ -231,6 +233,10 @@ pub fn run(
     let bad = validate(spec, dir, &to_check, &opts.binary, jobs)?;
     if !bad.is_empty() {
         return Err(RunError::Invalid(bad));
+    }
+    if opts.check_only {
+        summary.pending = queue.len();
+        return Ok(summary);
     }
 
     let bar = if opts.progress {
