@@ -191,9 +191,8 @@ pub fn submit(
 /// The queue state (`PENDING`, `RUNNING`, ...) of each array task still known to Slurm, by
 /// point index, from `squeue` over the sweep's recorded jobs (later jobs win).
 pub fn queue_states(job_ids: &[String]) -> Result<BTreeMap<usize, String>, SlurmError> {
-    let mut states = BTreeMap::new();
     if job_ids.is_empty() {
-        return Ok(states);
+        return Ok(BTreeMap::new());
     }
     let out = Command::new("squeue")
         .args(["-h", "-r", "-o", "%i %T", "-j", &job_ids.join(",")])
@@ -203,7 +202,13 @@ pub fn queue_states(job_ids: &[String]) -> Result<BTreeMap<usize, String>, Slurm
             reason: e.to_string(),
         })?;
     // squeue fails on job ids it no longer knows; they have all ended then.
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    Ok(parse_queue(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Parses `squeue -h -r -o "%i %T"` lines (`12_3 RUNNING`) into states by array index.
+fn parse_queue(text: &str) -> BTreeMap<usize, String> {
+    let mut states = BTreeMap::new();
+    for line in text.lines() {
         let mut parts = line.split_whitespace();
         let (Some(id), Some(state)) = (parts.next(), parts.next()) else {
             continue;
@@ -212,7 +217,7 @@ pub fn queue_states(job_ids: &[String]) -> Result<BTreeMap<usize, String>, Slurm
             states.insert(index, state.to_string());
         }
     }
-    Ok(states)
+    states
 }
 
 /// Whether any of the sweep's array tasks is still queued or running.
@@ -285,4 +290,48 @@ pub fn run_task(
         Outcome::Pending => crate::state::INTERRUPTED_STATUS,
         Outcome::Failed { .. } => 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_runs_one_task_per_point_and_requeues_after_a_checkpoint() {
+        let text = "name = \"s\"\nseeds = [0, 1, 2]\n[base]\nconfig = \"a.toml\"\n\
+                    [run]\nthreads = 2\n[slurm]\npartition = \"cpu\"\nmax_parallel = 2\n";
+        let spec = Spec::parse(text, "s.toml", "s", Path::new(".")).unwrap();
+        let dir = SweepDir::new("/data/sweeps/s");
+        let opts = SlurmOptions {
+            binary: "/opt/fx's/factorexe".into(),
+            time: Some("01:00:00".into()),
+            gpus_per_run: Some(1),
+            signal_lead_s: 300,
+            ..SlurmOptions::default()
+        };
+        let s = script(&spec, &dir, &opts, &[0, 2]);
+        for line in [
+            "#SBATCH --job-name=sweep-s",
+            "#SBATCH --array=0,2%2",
+            "#SBATCH --output=/data/sweeps/s/logs/slurm-%A_%a.out",
+            "#SBATCH --cpus-per-task=2",
+            "#SBATCH --gpus-per-task=1",
+            "#SBATCH --partition=cpu",
+            "#SBATCH --time=01:00:00",
+            "#SBATCH --signal=B:TERM@300",
+            "#SBATCH --requeue",
+            "'/opt/fx'\\''s/factorexe' sweep task '/data/sweeps/s' --index \"$SLURM_ARRAY_TASK_ID\" &",
+            "    scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line:?} missing:\n{s}");
+        }
+    }
+
+    #[test]
+    fn queue_lines_parse() {
+        let q = parse_queue("12_3 RUNNING\n12_[4-5] PENDING\n13_0 PENDING\ngarbage\n");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[&3], "RUNNING");
+        assert_eq!(q[&0], "PENDING");
+    }
 }

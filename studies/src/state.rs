@@ -386,3 +386,86 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(base_set: &str, seeds: &str) -> Spec {
+        let text = format!("seeds = {seeds}\n[base]\nconfig = \"a.toml\"\nset = {base_set}\n");
+        Spec::parse(&text, "t.toml", "t", Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn open_keeps_outcomes_adds_points_and_refuses_changed_overrides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SweepDir::new(tmp.path().join("s"));
+        let mut state = dir.open(&spec("{}", "[0, 1]")).unwrap();
+        assert_eq!(state.points.len(), 2);
+        state.points[0].outcome = Outcome::Failed {
+            status: Some(1),
+            error: "boom".into(),
+        };
+        state.points[0].attempts = 1;
+        dir.save_outcome(&state.points[0]).unwrap();
+
+        // A seed more: the old points keep their outcome, the new one is pending.
+        let state = dir.open(&spec("{}", "[0, 1, 2]")).unwrap();
+        assert_eq!(state.points.len(), 3);
+        assert_eq!(dir.status(&state.points[0]), Status::Failed);
+        assert_eq!(state.points[0].attempts, 1);
+        assert_eq!(dir.status(&state.points[2]), Status::Pending);
+        assert_eq!(
+            dir.load().unwrap().points[0].outcome,
+            state.points[0].outcome
+        );
+
+        let e = dir
+            .open(&spec("{ \"train.steps\" = 5 }", "[0]"))
+            .unwrap_err();
+        assert!(e.to_string().contains("seed=0 has other overrides"), "{e}");
+    }
+
+    #[test]
+    fn a_run_is_complete_with_the_checkpoint_of_its_last_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("r");
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("config.toml"), "[train]\nsteps = 40\n").unwrap();
+        assert!(run_has_files(&run) && !run_has_checkpoint(&run) && !run_is_complete(&run));
+        std::fs::write(run.join("checkpoints/step-0000000020.json"), "{}").unwrap();
+        assert!(run_has_checkpoint(&run) && !run_is_complete(&run));
+        std::fs::write(run.join("checkpoints/step-0000000040.json"), "{}").unwrap();
+        assert!(run_is_complete(&run));
+        assert_eq!(
+            run_config_value(&run, "train.steps").and_then(|v| v.as_integer()),
+            Some(40)
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_held_lock_means_running() {
+        use std::os::fd::AsRawFd as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("r");
+        std::fs::create_dir_all(&run).unwrap();
+        assert!(!run_is_locked(&run));
+        // A lock file left by a process that died holds no lock.
+        let f = File::create(run.join(".lock")).unwrap();
+        assert!(!run_is_locked(&run));
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        // flock locks belong to the open file description: a second open sees it held.
+        assert!(run_is_locked(&run));
+        drop(f);
+        assert!(!run_is_locked(&run));
+        // A fresh run is built in a locked sibling until its first update.
+        let staging = tmp.path().join(".r.new-123");
+        std::fs::create_dir_all(&staging).unwrap();
+        let g = File::create(staging.join(".lock")).unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::flock(g.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(run_is_locked(&run));
+    }
+}
