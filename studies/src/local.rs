@@ -340,9 +340,8 @@ pub fn run(
     summary.pending = state
         .points
         .iter()
-        .filter(|p| p.outcome == Outcome::Pending)
-        .count()
-        .saturating_sub(summary.busy.len());
+        .filter(|p| p.outcome == Outcome::Pending && !summary.busy.contains(&p.point.name))
+        .count();
     Ok(summary)
 }
 
