@@ -63,9 +63,27 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Stops the local cluster when dropped, if `script` is set.
+struct StopCluster {
+    script: Option<std::path::PathBuf>,
+}
+
+impl Drop for StopCluster {
+    fn drop(&mut self) {
+        if let Some(s) = &self.script {
+            let _ = Command::new(s).arg("stop").output();
+        }
+    }
+}
+
 #[test]
 fn a_slurm_sweep_finishes_every_point_and_reports_as_a_local_one() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-local");
+    // A cluster this test starts, it stops (after its jobs); one already up is left as it was.
+    let was_up = Command::new(&script)
+        .arg("status")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("slurmctld.pid: running"));
     let up = Command::new(&script)
         .arg("start")
         .output()
@@ -75,6 +93,9 @@ fn a_slurm_sweep_finishes_every_point_and_reports_as_a_local_one() {
         return;
     }
     assert!(up.status.success(), "slurm-local start: {}", text(&up));
+    let _stop = StopCluster {
+        script: (!was_up).then(|| script.clone()),
+    };
 
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
