@@ -251,9 +251,9 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
         );
     }
     print!("{}", r.table());
-    let (files, fits) = r.write(&dir, &extra)?;
-    for f in fits {
-        println!("power law {f}");
+    let (files, notes) = r.write(&dir, &extra)?;
+    for note in notes {
+        println!("{note}");
     }
     for f in files {
         println!("wrote {}", f.display());

@@ -41,6 +41,14 @@ pub enum RunError {
         /// The sweep directory.
         dir: PathBuf,
     },
+    /// A point index past the end of the sweep.
+    #[error("the sweep has {count} points: there is no point {index}")]
+    NoPoint {
+        /// The index asked for.
+        index: usize,
+        /// How many points there are.
+        count: usize,
+    },
     /// Some points' configs are invalid (checked before any run starts).
     #[error("{} point(s) have an invalid config; nothing was started:\n{}", .0.len(), .0.iter().map(|(p, e)| format!("  {p}: {e}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<(String, String)>),
@@ -205,9 +213,10 @@ pub fn run(
     opts: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<RunSummary, RunError> {
-    let mut state = dir.open(spec)?;
     // One driver per sweep: two would start the same pending point twice.
+    std::fs::create_dir_all(&dir.dir).map_err(crate::state::io_err(&dir.dir))?;
     let _driver = DriverLock::acquire(&dir.dir)?;
+    let mut state = dir.open(spec)?;
     let jobs = opts.jobs.unwrap_or_else(|| default_jobs(spec.run.threads));
     let mut summary = RunSummary::default();
     let mut queue = Vec::new();

@@ -330,7 +330,7 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
                         f.exponent, f.n
                     );
                     fits.push(format!(
-                        "{}: {} ~ {:.4} * {}^{:.4} {} (95% CI, {} runs)",
+                        "power law {}: {} ~ {:.4} * {}^{:.4} {} (95% CI, {} runs)",
                         if s.name.is_empty() { "all" } else { &s.name },
                         y_label(p),
                         f.a,

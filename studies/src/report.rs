@@ -311,7 +311,8 @@ impl Report {
     }
 
     /// Writes `runs.csv`, `summary.csv` and the plots (the spec's and `extra`) into
-    /// `<sweep>/report/`; returns the files written and a line per fitted power law.
+    /// `<sweep>/report/`; returns the files written and notes: a line per fitted power law
+    /// and per plot skipped for want of data.
     pub fn write(
         &self,
         dir: &SweepDir,
@@ -334,6 +335,17 @@ impl Report {
                 .map_err(ReportError::Plot)?;
             let path = out.join(p.file_name());
             let series = self.series(p);
+            if series.iter().all(|s| s.points.is_empty()) {
+                // Say so rather than fail the whole report (e.g. no run reached a threshold).
+                let missing: usize = series.iter().map(|s| s.missing).sum();
+                fits.push(format!(
+                    "skipped {}: none of {missing} finished run(s) has a value{}",
+                    path.display(),
+                    p.threshold
+                        .map_or(String::new(), |t| format!(" (none reached {} >= {t})", p.y))
+                ));
+                continue;
+            }
             fits.extend(crate::plot::draw(&path, p, &series).map_err(ReportError::Plot)?);
             files.push(path);
         }

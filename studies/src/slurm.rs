@@ -243,10 +243,10 @@ pub fn run_task(
     use std::sync::atomic::Ordering;
     let state = dir.load()?;
     let Some(mut p) = state.points.get(index).cloned() else {
-        return Err(crate::local::RunError::Invalid(vec![(
-            format!("index {index}"),
-            format!("the sweep has {} points", state.points.len()),
-        )]));
+        return Err(crate::local::RunError::NoPoint {
+            index,
+            count: state.points.len(),
+        });
     };
     if dir.status(&p) == Status::Done {
         return Ok(0);

@@ -233,6 +233,19 @@ impl SweepDir {
         let mut points = Vec::new();
         for p in spec.points() {
             match recorded.get(&p.name) {
+                // A point never started (its config was refused, say) takes the spec's
+                // overrides as they are now.
+                Some(r)
+                    if r.point.set != p.set
+                        && r.attempts == 0
+                        && !run_has_files(&self.run_dir(&p.name)) =>
+                {
+                    points.push(PointState {
+                        point: p,
+                        outcome: Outcome::Pending,
+                        attempts: 0,
+                    })
+                }
                 Some(r) if r.point.set != p.set => {
                     return Err(StateError::Mismatch {
                         dir: self.dir.clone(),
