@@ -156,7 +156,7 @@ fn sweep_interrupted_by_sigterm_resumes_to_the_records_of_an_uninterrupted_one()
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "point,width,seed,status,params,steps,batch_size,eval/accuracy/greedy/d1,\
+        "point,width,seed,status,params,updates,batch_size,eval/accuracy/greedy/d1,\
          eval/accuracy/greedy/d2,eval/accuracy/greedy/mean"
     );
     assert_eq!(lines.len(), 7);

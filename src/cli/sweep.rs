@@ -92,7 +92,7 @@ struct ReportArgs {
     dir: PathBuf,
     /// A plot besides the spec's: x=AXIS,y=TAG[,lines=AXIS][,threshold=V]
     /// [,compute=updates|samples][,fit][,log_x][,log_y][,select.AXIS=VALUE][,file=NAME].
-    /// x may also be params, examples or steps (repeatable).
+    /// x may also be params, examples or updates (repeatable).
     #[arg(long, value_name = "SPEC")]
     plot: Vec<String>,
 }

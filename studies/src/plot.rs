@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::{fit_power_law, summarize};
 
 /// Derived columns a plot may use as its x axis besides the axes.
-pub const DERIVED_X: [&str; 3] = ["params", "examples", "steps"];
+pub const DERIVED_X: [&str; 3] = ["params", "examples", "updates"];
 
 /// What compute-to-threshold counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +30,7 @@ pub enum Compute {
 #[serde(deny_unknown_fields)]
 pub struct PlotSpec {
     /// The x axis: an axis name, `params` (model parameters), `examples` (training problems:
-    /// steps times batch size) or `steps`.
+    /// updates times batch size) or `updates` (`train.steps`).
     pub x: String,
     /// The metric tag on the y axis (its final value), or, with `threshold`, the metric
     /// whose first crossing is measured.
@@ -203,7 +203,7 @@ fn x_label(p: &PlotSpec) -> String {
     match p.x.as_str() {
         "params" => "model parameters".into(),
         "examples" => "training problems (steps x batch size)".into(),
-        "steps" => "updates".into(),
+        "updates" => "updates".into(),
         axis => axis.into(),
     }
 }
@@ -427,10 +427,10 @@ mod tests {
     #[test]
     fn plot_arguments_parse() {
         let p = PlotSpec::parse_arg(
-            "x=steps,y=eval/accuracy/greedy/mean,lines=heads,threshold=0.9,compute=samples,fit,log_x,select.width=2-8",
+            "x=updates,y=eval/accuracy/greedy/mean,lines=heads,threshold=0.9,compute=samples,fit,log_x,select.width=2-8",
         )
         .unwrap();
-        assert_eq!(p.x, "steps");
+        assert_eq!(p.x, "updates");
         assert_eq!(p.lines.as_deref(), Some("heads"));
         assert_eq!(p.threshold, Some(0.9));
         assert_eq!(p.compute, Compute::Samples);

@@ -50,11 +50,15 @@ impl Row {
 
     /// The x value of a plot for this run.
     fn x(&self, x: &str) -> Option<f64> {
+        // An axis of that name comes first.
+        if let Some(label) = self.label(x) {
+            return label.parse().ok();
+        }
         match x {
             "params" => self.params.map(|p| p as f64),
-            "steps" => self.steps.map(|s| s as f64),
+            "updates" => self.steps.map(|s| s as f64),
             "examples" => Some((self.steps? * self.batch_size?) as f64),
-            axis => self.label(axis)?.parse().ok(),
+            _ => None,
         }
     }
 
@@ -164,12 +168,13 @@ impl Report {
         self.spec.axes.iter().map(|a| a.name.clone()).collect()
     }
 
-    /// One row per run: point, axis values, status, params, steps, batch size, final metrics.
+    /// One row per run: point, axis values, status, params, updates (`train.steps`), batch
+    /// size, final metrics.
     pub fn runs_csv(&self) -> String {
         let mut out = String::new();
         let mut header = vec!["point".to_string()];
         header.extend(self.axis_names());
-        header.extend(["status", "params", "steps", "batch_size"].map(String::from));
+        header.extend(["status", "params", "updates", "batch_size"].map(String::from));
         header.extend(self.tags.iter().cloned());
         let _ = writeln!(
             out,
