@@ -7,6 +7,7 @@ mod envs;
 mod eval;
 mod info;
 mod search;
+mod sweep;
 mod train;
 
 /// Small models that think in chains of tokens: train, evaluate and search over token MDPs.
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval::Args),
     /// Search over a trained policy and compare searchers at equal budgets.
     Search(search::Args),
+    /// Run a study: a sweep spec's runs, locally or on Slurm; its status and report.
+    Sweep(sweep::Args),
     /// List, show and check the envs.
     Envs(envs::Args),
     /// Quick throughput measurements of this build on this machine.
@@ -38,13 +41,14 @@ pub fn run() -> anyhow::Result<()> {
     let cli = CliArgs::parse();
     // Keeps freed activation buffers in the process between steps (fewer page faults).
     agents::model::tune_allocator();
-    if !matches!(cli.command, Command::Train(_)) {
+    if !matches!(cli.command, Command::Train(_) | Command::Sweep(_)) {
         quiet_on_closed_pipe();
     }
     match cli.command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Search(args) => search::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Envs(args) => envs::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Info(args) => info::run(args),

@@ -6,6 +6,7 @@ use agents::config::{Override, RunConfig};
 use agents::device::DeviceChoice;
 use agents::logging::CONFIG_FILE;
 use agents::train::{train, TrainOptions};
+use agents::Agent as _;
 use anyhow::bail;
 
 /// Device and threading flags shared by `train` and `eval`.
@@ -61,6 +62,10 @@ pub struct Args {
     /// No progress bar (log lines instead); automatic when stderr is not a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Check the config, env, levels and agent (built on the CPU), print one line and exit
+    /// without touching the run directory.
+    #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
+    dry_run: bool,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -88,6 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, _) => bail!("give --config FILE (or --resume RUN_DIR to continue a run)"),
     };
+    if args.dry_run {
+        return dry_run(cfg, &run_dir);
+    }
     let device = args.runtime.apply()?;
     let mut opts = TrainOptions::new(cfg);
     opts.run_dir = Some(run_dir);
@@ -102,6 +110,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // requeues on it) that `--resume` has more to do.
         std::process::exit(INTERRUPTED_STATUS);
     }
+    Ok(())
+}
+
+/// Builds everything `train` would before its first write (env, agent, runner), on the CPU.
+fn dry_run(mut cfg: RunConfig, run_dir: &Path) -> anyhow::Result<()> {
+    agents::registry::resolve(&mut cfg)?;
+    let env = cfg.env.build()?;
+    let agent = agents::registry::build(&cfg, &env, tch::Device::Cpu)?;
+    let params = agent.num_parameters();
+    agents::Runner::new(cfg, env, agent)?;
+    println!("ok: {} ({params} parameters)", run_dir.display());
     Ok(())
 }
 
