@@ -1119,6 +1119,28 @@ sampled = false
         assert!(crate::registry::build(&cfg, &env, Device::Cpu).is_ok());
     }
 
+    /// The shipped configs parse, resolve with no unknown key and build their agent.
+    #[test]
+    fn the_shipped_configs_build() {
+        for (name, text) in [
+            (
+                "cycle10_grpo",
+                include_str!("../../../configs/cycle10_grpo.toml"),
+            ),
+            (
+                "cycle10_ppo",
+                include_str!("../../../configs/cycle10_ppo.toml"),
+            ),
+        ] {
+            let mut cfg = crate::testing::config(text, &[]);
+            crate::registry::resolve(&mut cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let env = cfg.env.build().unwrap();
+            let agent = crate::registry::build(&cfg, &env, Device::Cpu)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(agent.name(), "ppo", "{name}");
+        }
+    }
+
     /// The CI learning test: GRPO (group advantage, 2 epochs x 2 minibatches, 2 decoder
     /// layers) from the answer's 0/1 reward alone on Cycle(L=5), one hop. Chance is 20%; this
     /// config reached 63% greedy accuracy on 200 fresh problems after 60 updates of 16
