@@ -1119,6 +1119,54 @@ sampled = false
         assert!(crate::registry::build(&cfg, &env, Device::Cpu).is_ok());
     }
 
+    /// Dynamic sampling keeps the batch at `batch_size` groups, replaces groups of equal
+    /// returns with fresh problems, keeps each row's return aligned with its episode, and
+    /// draws the same batch again from the same seeds.
+    #[test]
+    fn dynamic_sampling_replaces_flat_groups() {
+        let cfg = crate::testing::config(TINY, &["train.batch_size=8"]);
+        let env = cfg.env.build().unwrap();
+        let settings = ClippedConfig {
+            samples_per_problem: 4,
+            dynamic_sampling: true,
+            max_refills: 2,
+            ..ClippedConfig::default()
+        };
+        let sampler = cfg.train.sampler().unwrap();
+        let collect = || {
+            let mut agent =
+                Clipped::new(&AgentContext::new(&cfg, &env, Device::Cpu), &settings).unwrap();
+            let mut lockstep = Lockstep::new(&env, 1);
+            let mut ctx = Collector::new(&env, &mut lockstep, &sampler, 8, 3, 4);
+            let batch = agent.collect(&mut ctx).unwrap();
+            (batch, ctx.played().episodes)
+        };
+        let (batch, played) = collect();
+        let ep = &batch.rl.episodes;
+        assert_eq!(ep.len(), 8 * 4);
+        assert_eq!(batch.returns, ep.returns(), "returns follow their rows");
+        // An untrained policy answers 1 in 5 at random: with K = 4 about 40% of the groups
+        // are all wrong, so some were replaced (deterministic for these seeds).
+        assert!(batch.skipped_groups > 0 && batch.refills > 0, "{batch:?}");
+        assert_eq!(
+            played,
+            32 * (1 + batch.refills as u64),
+            "every round counts"
+        );
+        let flat = batch
+            .returns
+            .chunks(4)
+            .filter(|g| g.iter().all(|&r| r == g[0]))
+            .count();
+        assert_eq!(flat, batch.filled_with_skipped);
+        assert!(batch.skipped_groups >= flat);
+        let (again, _) = collect();
+        assert_eq!(
+            again.rl.episodes, batch.rl.episodes,
+            "same seeds, same batch"
+        );
+    }
+
     /// The shipped configs parse, resolve with no unknown key and build their agent.
     #[test]
     fn the_shipped_configs_build() {
