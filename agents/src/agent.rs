@@ -228,6 +228,8 @@ pub struct AgentContext<'a> {
     pub model: &'a ModelConfig,
     /// The `[optim]` section.
     pub optim: &'a OptimConfig,
+    /// Problems per update (`train.batch_size`).
+    pub batch_size: usize,
     /// Updates the run will do (the learning-rate schedule's length).
     pub steps: u64,
     /// Micro-batches each update is split into (gradient accumulation).
@@ -246,6 +248,7 @@ impl<'a> AgentContext<'a> {
             answer: env.answer_spec(),
             model: &cfg.model,
             optim: &cfg.optim,
+            batch_size: cfg.train.batch_size,
             steps: cfg.train.steps,
             micro_batches: cfg.train.micro_batches.max(1),
             seed: cfg.seed,

@@ -308,6 +308,9 @@ pub fn oracle_policy<E: Env>(obs: &BatchObs<'_>, envs: &[E]) -> Result<ActOutput
     })
 }
 
+/// Salt of the seeds of refill rounds ([`Collector::reset_problems_round`]).
+const REFILL_SALT: u64 = 0x5EED_0F2E_F111;
+
 /// What the Runner hands an agent to produce one update's experience
 /// (`Agent::collect`): the problems to draw (from the training sampler, the curriculum
 /// included), the lock-step batch to play them in, and the step's RNGs.
@@ -382,9 +385,20 @@ impl<'a> Collector<'a> {
     /// Resets `problems * k` envs so that rows `g*k..(g+1)*k` hold fresh problem `g`, and
     /// returns them (clone them to search from their roots).
     pub fn reset_problems(&mut self, k: usize) -> Result<&[AnyEnv], EnvError> {
+        self.reset_problems_round(k, 0)
+    }
+
+    /// Like [`reset_problems`](Self::reset_problems) (round 0), with the problems of refill
+    /// round `round`: an agent that discards some problems (dynamic sampling) draws fresh
+    /// replacements that a run with the same seed draws again.
+    pub fn reset_problems_round(&mut self, k: usize, round: u64) -> Result<&[AnyEnv], EnvError> {
         let k = k.max(1);
         self.batch.resize(self.proto, self.problems * k);
-        let (seed, sampler) = (self.seed, self.sampler);
+        let seed = match round {
+            0 => self.seed,
+            r => derive_seed(self.seed ^ REFILL_SALT, r as usize),
+        };
+        let sampler = self.sampler;
         self.batch.reset_with(|i, env| {
             let mut rng = EnvRng::seed_from_u64(derive_seed(seed, i / k));
             let d = sampler.sample(&mut rng);

@@ -216,7 +216,10 @@ fn gumbel_sequential_halving_spends_visits_by_the_table() {
 fn gumbel_whole_rounds_stop_at_the_last_complete_round() {
     let env = TreeEnv::bandit(&[0.0; 6]).unwrap();
     let values = vec![0.0, 0.1, 0.9, 0.3, 0.5, 0.2, 0.7];
-    for (whole_rounds, expected) in [(false, vec![0, 0, 1, 1, 2, 3]), (true, vec![0, 0, 1, 1, 2, 2])] {
+    for (whole_rounds, expected) in [
+        (false, vec![0, 0, 1, 1, 2, 3]),
+        (true, vec![0, 0, 1, 1, 2, 2]),
+    ] {
         let cfg = GumbelConfig {
             max_num_considered_actions: 4,
             whole_rounds,

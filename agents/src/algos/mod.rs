@@ -7,6 +7,8 @@
 //!   CE + answer CE;
 //! - [`Reinforce`] (`reinforce`): policy gradient from the answer's reward, with a choice of
 //!   baselines;
+//! - [`Clipped`] (`ppo`): multi-epoch clipped policy gradient (PPO, GRPO, Dr. GRPO, RLOO,
+//!   DAPO's clip-higher and dynamic sampling);
 //! - [`Poppy`] (`poppy`): a population of policies trained winner-takes-all;
 //! - [`ExpertIteration`] (`expert_iteration`): a searcher's improved policy and the outcome
 //!   as targets.
@@ -14,6 +16,7 @@
 //! Each drives a [`crate::model::CotTransformer`] through [`crate::policy::CotPolicy`]; the
 //! policy-gradient pieces they share are in [`rl`].
 
+pub mod clipped;
 mod cot_supervised;
 mod expert_iteration;
 mod init;
@@ -22,6 +25,7 @@ mod reinforce;
 pub mod rl;
 mod supervised;
 
+pub use clipped::{AdvantageKind, Clipped, ClippedConfig, LossAggregation};
 pub use cot_supervised::{CotSupervised, CotSupervisedConfig};
 pub use expert_iteration::{
     ExpertIteration, ExpertIterationConfig, PolicyTarget, SearchRewards, ValueTarget,
@@ -39,6 +43,7 @@ pub fn builtin() -> Vec<AgentEntry> {
         AgentEntry::of::<Supervised>(),
         AgentEntry::of::<CotSupervised>(),
         AgentEntry::of::<Reinforce>(),
+        AgentEntry::of::<Clipped>(),
         AgentEntry::of::<Poppy>(),
         AgentEntry::of::<ExpertIteration>(),
     ]

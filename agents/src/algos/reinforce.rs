@@ -43,9 +43,9 @@ use tch::{Kind, Tensor};
 use super::init::InitFrom;
 use super::rl::{
     answer_ce_returns, answer_log_likelihood, answer_supervision_loss, batch_mean_baseline,
-    ema_update, entropy_per_chain_position, grid, group_parts, leave_one_out_baseline, mean_std,
-    pg_pass_shared, policy_gradient_steps, reinforce_loss, with_correct_answers, BaselineKind,
-    GradVariance, PgPass, RewardKind, RlBatch,
+    chain_lengths, ema_update, entropy_per_chain_position, grid, group_parts,
+    leave_one_out_baseline, mean_std, pg_pass_shared, policy_gradient_steps, reinforce_loss,
+    with_correct_answers, BaselineKind, GradVariance, PgPass, RewardKind, RlBatch,
 };
 use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{
@@ -409,14 +409,7 @@ impl Agent for Reinforce {
             "solved",
             ep.solved.iter().filter(|&&s| s).count() as f64 / n as f64,
         );
-        let chain_lens: Vec<f32> = (0..n)
-            .map(|i| {
-                (0..ep.lengths[i])
-                    .position(|s| ep.actions[[i, s]] == answer_action)
-                    .unwrap_or(ep.lengths[i]) as f32
-            })
-            .collect();
-        out.scalar("chain_len", mean_std(&chain_lens).0);
+        out.scalar("chain_len", mean_std(&chain_lengths(ep, answer_action)).0);
         for (d, v) in by_difficulty(ep, &returns) {
             out.scalar(format!("reward/d{d}"), v);
         }

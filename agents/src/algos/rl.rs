@@ -250,6 +250,73 @@ pub fn no_oracle_answer<E: Env>(need: &str, envs: &[E]) -> String {
     }
 }
 
+/// The rows of `parts` one after the other, padded to the longest (actions `-1`, no legal
+/// action, zero rewards past each episode's end), `k` samples per problem.
+pub fn concat_episodes(parts: &[Episodes], k: usize) -> Episodes {
+    let parts: Vec<&Episodes> = parts.iter().filter(|p| !p.is_empty()).collect();
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    let t = parts.iter().map(|p| p.max_len()).max().unwrap_or(0);
+    let dim = |f: fn(&Episodes) -> usize| parts.first().map_or(0, |p| f(p));
+    let (obs_tokens, obs_features) = (dim(|e| e.tokens.dim().2), dim(|e| e.features.dim().2));
+    let actions_n = dim(|e| e.action_mask.dim().2);
+    let mut out = Episodes {
+        tokens: ndarray::Array3::zeros((n, t, obs_tokens)),
+        features: ndarray::Array3::zeros((n, t, obs_features)),
+        action_mask: ndarray::Array3::from_elem((n, t, actions_n), false),
+        actions: ndarray::Array2::from_elem((n, t), -1),
+        log_probs: ndarray::Array2::zeros((n, t)),
+        entropies: ndarray::Array2::zeros((n, t)),
+        rewards: ndarray::Array2::zeros((n, t)),
+        lengths: Vec::with_capacity(n),
+        difficulty: Vec::with_capacity(n),
+        solved: Vec::with_capacity(n),
+        truncated: Vec::with_capacity(n),
+        samples_per_problem: k.max(1),
+    };
+    let mut row = 0;
+    for p in parts {
+        let (rows, len) = (row..row + p.len(), p.max_len());
+        use ndarray::s;
+        out.tokens
+            .slice_mut(s![rows.clone(), ..len, ..])
+            .assign(&p.tokens);
+        out.features
+            .slice_mut(s![rows.clone(), ..len, ..])
+            .assign(&p.features);
+        out.action_mask
+            .slice_mut(s![rows.clone(), ..len, ..])
+            .assign(&p.action_mask);
+        out.actions
+            .slice_mut(s![rows.clone(), ..len])
+            .assign(&p.actions);
+        out.log_probs
+            .slice_mut(s![rows.clone(), ..len])
+            .assign(&p.log_probs);
+        out.entropies
+            .slice_mut(s![rows.clone(), ..len])
+            .assign(&p.entropies);
+        out.rewards.slice_mut(s![rows, ..len]).assign(&p.rewards);
+        out.lengths.extend(&p.lengths);
+        out.difficulty.extend(&p.difficulty);
+        out.solved.extend(&p.solved);
+        out.truncated.extend(&p.truncated);
+        row += p.len();
+    }
+    out
+}
+
+/// The number of chain tokens of each episode (its steps before the ANSWER marker; all of
+/// them when it never answered).
+pub fn chain_lengths(ep: &Episodes, answer_action: i64) -> Vec<f32> {
+    (0..ep.len())
+        .map(|i| {
+            (0..ep.lengths[i])
+                .position(|s| ep.actions[[i, s]] == answer_action)
+                .unwrap_or(ep.lengths[i]) as f32
+        })
+        .collect()
+}
+
 /// What the policy-gradient agents collect for an update: their episodes and, when the
 /// config reads them (answer supervision, the answer-CE return), the correct answer of
 /// every row.
@@ -286,6 +353,70 @@ impl RlBatch {
                 episodes,
                 answers: None,
             })
+        }
+    }
+
+    /// Like [`collect`](Self::collect) (round 0), on the problems of refill round `round`
+    /// ([`Collector::reset_problems_round`]): what dynamic sampling plays to replace the
+    /// groups it discards.
+    pub fn collect_round<A: Agent + ?Sized>(
+        ctx: &mut Collector<'_>,
+        agent: &mut A,
+        k: usize,
+        answer_action: usize,
+        with_answers: bool,
+        round: u64,
+    ) -> Result<RlBatch, AgentError> {
+        if round == 0 {
+            return Self::collect(ctx, agent, k, answer_action, with_answers);
+        }
+        let envs = ctx.reset_problems_round(k, round)?;
+        let answers = if with_answers {
+            Some(oracle_answers(envs, answer_action).ok_or_else(|| {
+                AgentError::Incompatible(no_oracle_answer(
+                    "algo.reward = \"answer_ce\" and algo.answer_supervision read the oracle's answer",
+                    envs,
+                ))
+            })?)
+        } else {
+            None
+        };
+        let mut rng = EnvRng::seed_from_u64(ctx.rng().random());
+        let episodes = ctx.run_episodes(|obs, _| agent.act(obs, ActMode::Sample, &mut rng), k)?;
+        Ok(RlBatch { episodes, answers })
+    }
+
+    /// The groups `groups` (problem indices, `k` rows each) of `self`.
+    pub fn groups(&self, groups: &[usize]) -> RlBatch {
+        let k = self.episodes.samples_per_problem.max(1);
+        let parts: Vec<Episodes> = groups
+            .iter()
+            .map(|&g| self.episodes.rows(g * k..(g + 1) * k))
+            .collect();
+        let answers = self.answers.as_ref().map(|a| {
+            groups
+                .iter()
+                .flat_map(|&g| a[g * k..(g + 1) * k].iter().cloned())
+                .collect()
+        });
+        RlBatch {
+            episodes: concat_episodes(&parts, k),
+            answers,
+        }
+    }
+
+    /// The batches' rows one after the other (answers kept only when every part has them).
+    pub fn concat(parts: &[RlBatch]) -> RlBatch {
+        let k = parts.first().map_or(1, |b| b.episodes.samples_per_problem);
+        let episodes: Vec<Episodes> = parts.iter().map(|b| b.episodes.clone()).collect();
+        let answers = parts
+            .iter()
+            .map(|b| b.answers.clone())
+            .collect::<Option<Vec<_>>>()
+            .map(|a| a.concat());
+        RlBatch {
+            episodes: concat_episodes(&episodes, k),
+            answers,
         }
     }
 
