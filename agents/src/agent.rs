@@ -480,9 +480,21 @@ impl AgentEntry {
 }
 
 fn parse_settings<A: BuildAgent>(table: &toml::Table) -> Result<A::Settings, String> {
-    let mut settings: A::Settings = toml::Value::Table(table.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("[algo] of `{}`: {}", A::NAME, e.message()))?;
+    let mut settings: A::Settings =
+        toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                // A value read as an enum is named in the message ("unknown variant `x`"): name
+                // its key too, as the user wrote it.
+                let msg = e.message();
+                let key = table
+                    .iter()
+                    .find(|(_, v)| v.as_str().is_some_and(|s| msg.contains(&format!("`{s}`"))));
+                match key {
+                    Some((k, _)) => format!("algo.{k} (agent `{}`): {msg}", A::NAME),
+                    None => format!("[algo] of `{}`: {msg}", A::NAME),
+                }
+            })?;
     // Settings types should reject unknown keys themselves; this catches those that don't
     // (checked before `complete`, which may fold keys away).
     let read =

@@ -625,9 +625,20 @@ name = "cot_supervised"
 
         // The agent's name is checked against the registry when the run is resolved.
         let mut cfg =
-            RunConfig::from_toml_str(BASE, "x.toml", "x", &sets(&["algo.name=ppo"])).unwrap();
+            RunConfig::from_toml_str(BASE, "x.toml", "x", &sets(&["algo.name=muesli"])).unwrap();
         let e = crate::registry::resolve(&mut cfg).unwrap_err().to_string();
-        assert!(e.contains("ppo") && e.contains("cot_supervised"), "{e}");
+        assert!(e.contains("muesli") && e.contains("cot_supervised"), "{e}");
+
+        // A bad value of an agent's own enum setting names its key.
+        let mut cfg = RunConfig::from_toml_str(
+            BASE,
+            "x.toml",
+            "x",
+            &sets(&["algo.name=reinforce", "algo.baseline=grupo"]),
+        )
+        .unwrap();
+        let e = crate::registry::resolve(&mut cfg).unwrap_err().to_string();
+        assert!(e.contains("algo.baseline") && e.contains("`group`"), "{e}");
     }
 
     #[test]
