@@ -354,13 +354,20 @@ pub fn run(
     Ok(summary)
 }
 
-/// What a run's exit means: 0 done; 130 (or death by the SIGTERM the driver sent) stopped
-/// and resumable; anything else failed, with the last lines of its stderr.
+/// What a run's exit means: 0 done; 130, death by the SIGTERM the driver sent, or death by a
+/// signal that stops a process from outside (SIGKILL, SIGTERM, SIGINT, SIGHUP: `kill -9`, the
+/// OOM killer, a closed terminal) stopped and resumable from its last checkpoint; anything
+/// else (an error status, a crash by SIGSEGV or SIGABRT) failed, with the last lines of its
+/// stderr.
 pub(crate) fn outcome_of(status: ExitStatus, signalled: bool, stderr: &Path) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    let stopped_from_outside = status
+        .signal()
+        .is_some_and(|s| [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&s));
     match status.code() {
         Some(0) => Outcome::Done,
         Some(INTERRUPTED_STATUS) => Outcome::Pending,
-        None if signalled => Outcome::Pending,
+        None if signalled || stopped_from_outside => Outcome::Pending,
         code => Outcome::Failed {
             status: code,
             error: last_attempt_error(stderr),
@@ -470,4 +477,35 @@ pub fn terminate(child: &Child) {
     }
     #[cfg(not(unix))]
     let _ = child;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A run stopped from outside resumes on the next `sweep run`; a crash or an error is
+    /// kept as failed until `--retry-failed`.
+    #[test]
+    fn a_run_killed_from_outside_is_resumable_and_a_crash_is_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = dir.path().join("err.log");
+        std::fs::write(&err, "error: boom\n").unwrap();
+        let of = |raw: i32| outcome_of(ExitStatus::from_raw(raw), false, &err);
+        assert_eq!(of(0), Outcome::Done);
+        assert_eq!(of(INTERRUPTED_STATUS << 8), Outcome::Pending);
+        for sig in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            assert_eq!(of(sig), Outcome::Pending, "signal {sig}");
+        }
+        for sig in [libc::SIGSEGV, libc::SIGABRT] {
+            assert!(matches!(of(sig), Outcome::Failed { .. }), "signal {sig}");
+        }
+        assert!(matches!(
+            of(1 << 8),
+            Outcome::Failed {
+                status: Some(1),
+                ..
+            }
+        ));
+    }
 }
