@@ -64,7 +64,7 @@ while [ "$(ls broken/runs 2>/dev/null | wc -l)" -lt 3 ]; do sleep 0.2; done
 sleep 1
 victim=$(pgrep -f "factorexe train .*broken/runs" | head -1 || true)
 if [ -n "$victim" ]; then
-    echo "SIGKILL to run pid $victim: $(tr '\0' ' ' </proc/"$victim"/cmdline | grep -o 'broken/runs/[^ ]*' | head -1)"
+    echo "SIGKILL to the run process $victim"
     kill -KILL "$victim"
 fi
 sleep 1
@@ -94,6 +94,13 @@ for run in straight:
         same += 1
     else:
         print(f"{run.name}: {len(a ^ b)} records differ")
+resumed = [
+    f"{p.parent.name} (at step {json.loads(l)['step']})"
+    for p in pathlib.Path("broken/runs").glob("*/history.jsonl")
+    for l in p.read_text().splitlines()
+    if json.loads(l)["event"] == "resume"
+]
+print("resumed from a checkpoint: " + (", ".join(resumed) or "none"))
 print(f"{same} of {len(straight)} runs have identical records")
 sys.exit(0 if same == len(straight) == 12 else 1)
 PY
