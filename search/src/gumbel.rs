@@ -518,15 +518,12 @@ impl<E: Env> Searcher<E> for GumbelMuZero<E> {
         budgets: &[usize],
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
-        if let Some(&budget) = budgets.iter().find(|&&b| b == 0) {
-            return Err(SearchError::BudgetTooSmall {
-                searcher: Searcher::<E>::name(self),
-                budget,
-                min: 1,
-            });
-        }
-        self.sims.clear();
-        self.sims.extend(budgets.iter().map(|&b| b - 1));
+        crate::tree::simulations(
+            Searcher::<E>::name(self),
+            roots.len(),
+            budgets,
+            &mut self.sims,
+        )?;
         self.tree.run(
             roots,
             evaluator,

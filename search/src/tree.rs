@@ -197,6 +197,33 @@ pub(crate) trait Rule {
     ) -> Option<usize>;
 }
 
+/// Writes into `sims` the simulations each root may run: its budget less the root's own
+/// evaluation. A budget of 0, or not one budget per root, is an error.
+pub(crate) fn simulations(
+    searcher: String,
+    roots: usize,
+    budgets: &[usize],
+    sims: &mut Vec<usize>,
+) -> Result<(), SearchError> {
+    if budgets.len() != roots {
+        return Err(SearchError::invalid(
+            "budgets",
+            budgets.len(),
+            format!("one per root ({roots})"),
+        ));
+    }
+    if let Some(&budget) = budgets.iter().find(|&&b| b == 0) {
+        return Err(SearchError::BudgetTooSmall {
+            searcher,
+            budget,
+            min: 1,
+        });
+    }
+    sims.clear();
+    sims.extend(budgets.iter().map(|&b| b - 1));
+    Ok(())
+}
+
 /// Checks the roots and returns their number of actions.
 pub(crate) fn check_roots<E: Env>(roots: &[E]) -> Result<usize, SearchError> {
     let first = roots.first().ok_or(SearchError::NoRoots)?;

@@ -378,6 +378,17 @@ fn an_impossible_budget_is_an_error() {
         let err = sample.search(&roots, &mut ev, 100, &mut rng).unwrap_err();
         assert!(err.to_string().contains("chains in all"), "{err}");
     }
+    // A budget per root: one for each root, each at least 1.
+    for budgets in [&[4, 4][..], &[][..], &[0][..]] {
+        let mut mcts = Mcts::new(MctsConfig::default()).unwrap();
+        let mut gumbel = GumbelMuZero::new(GumbelConfig::default()).unwrap();
+        assert!(mcts
+            .search_each(&roots, &mut ev, budgets, &mut rng)
+            .is_err());
+        assert!(gumbel
+            .search_each(&roots, &mut ev, budgets, &mut rng)
+            .is_err());
+    }
 }
 
 /// The tree searchers at test time (no noise, the best action), with `early_stop`.
