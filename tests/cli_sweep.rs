@@ -405,3 +405,50 @@ fn shipped_sweep_specs_parse_and_their_points_validate() {
         assert!(out.status.success(), "{}: {}", spec.display(), text(&out));
     }
 }
+
+/// Rebuilding while a sweep runs replaces its binary on disk: the runs still to start use the
+/// driver's own build and every point finishes (Linux, where `/proc/self/exe` names it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sweep_whose_binary_is_replaced_midway_finishes() {
+    let tmp = setup(SPEC);
+    let d = tmp.path();
+    // A copy of the binary that the test can delete, as `cargo build` does to the original.
+    let exe = d.join("factorexe-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_factorexe"), &exe).unwrap();
+    let mut driver = Command::new(&exe)
+        .args([
+            "sweep",
+            "run",
+            "sweep.toml",
+            "--out",
+            "c",
+            "--jobs",
+            "1",
+            "--no-progress",
+        ])
+        .current_dir(d)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !d.join("c/runs").is_dir()
+        || std::fs::read_dir(d.join("c/runs"))
+            .unwrap()
+            .next()
+            .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no run got under way"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&exe).unwrap();
+    let out = driver.wait_with_output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("6 done, 0 pending, 0 failed"), "{all}");
+}

@@ -122,6 +122,17 @@ fn binary() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot find the factorexe binary to start runs with")
 }
 
+/// The binary that runs on this machine start: on Linux `/proc/self/exe`, the very file this
+/// process runs even after a rebuild has replaced it on disk (every run of the sweep then
+/// uses one build, and none fails to start); elsewhere the path this process started from.
+fn local_binary() -> anyhow::Result<PathBuf> {
+    let own = std::path::Path::new("/proc/self/exe");
+    if own.exists() {
+        return Ok(own.to_path_buf());
+    }
+    binary()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         SweepCommand::Run(a) => run_sweep(a),
@@ -138,10 +149,9 @@ fn run_sweep(a: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("sweeps").join(&spec.name));
     let dir = SweepDir::new(out);
-    let binary = binary()?;
     if a.backend == Backend::Slurm {
         let opts = SlurmOptions {
-            binary,
+            binary: binary()?,
             partition: a.partition,
             time: a.time,
             cpus_per_run: a.cpus_per_run,
@@ -168,7 +178,7 @@ fn run_sweep(a: RunArgs) -> anyhow::Result<()> {
     }
     catch_signals()?;
     let opts = RunOptions {
-        binary,
+        binary: local_binary()?,
         jobs: a.jobs.map(usize::from),
         retry_failed: a.retry_failed,
         progress: !a.no_progress,
@@ -264,7 +274,7 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
 fn task(a: TaskArgs) -> anyhow::Result<()> {
     catch_signals()?;
     let dir = SweepDir::new(&a.dir);
-    let code = slurm::run_task(&dir, a.index, &binary()?, &STOP)?;
+    let code = slurm::run_task(&dir, a.index, &local_binary()?, &STOP)?;
     if code != 0 {
         std::process::exit(code);
     }

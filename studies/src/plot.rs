@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::{fit_power_law, summarize};
 
 /// Derived columns a plot may use as its x axis besides the axes.
-pub const DERIVED_X: [&str; 3] = ["params", "examples", "updates"];
+pub const DERIVED_X: [&str; 4] = ["params", "examples", "updates", "difficulty"];
 
 /// What compute-to-threshold counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +30,9 @@ pub enum Compute {
 #[serde(deny_unknown_fields)]
 pub struct PlotSpec {
     /// The x axis: an axis name, `params` (model parameters), `examples` (training problems:
-    /// updates times batch size) or `updates` (`train.steps`).
+    /// updates times batch size), `updates` (`train.steps`) or `difficulty`: one point per
+    /// tag matching `y` (a pattern ending in `*`, such as `eval/accuracy/greedy/d*`), at the
+    /// number that ends the tag (the hop count, the digit count).
     pub x: String,
     /// The metric tag on the y axis (its final value), or, with `threshold`, the metric
     /// whose first crossing is measured.
@@ -103,6 +105,13 @@ impl PlotSpec {
                 self.x,
                 names.join(", "),
                 DERIVED_X.join(", ")
+            ));
+        }
+        if self.x == "difficulty" && !self.y.ends_with('*') {
+            return Err(format!(
+                "x = \"difficulty\" needs y to be a pattern ending in '*' (such as \
+                 \"eval/accuracy/greedy/d*\"), not {:?}",
+                self.y
             ));
         }
         for n in self.lines.iter().chain(self.select.keys()) {
@@ -359,7 +368,15 @@ pub fn draw(path: &Path, p: &PlotSpec, series: &[Series]) -> Result<Vec<String>,
                         )))
                         .map_err(|e| err(&e))?;
                 }
-                None => label = format!("{label}: no fit (fewer than 2 distinct x > 0)"),
+                None => {
+                    label = format!("{label}: no fit (fewer than 2 distinct x > 0)");
+                    fits.push(format!(
+                        "no power law {}: {} has fewer than 2 distinct {} > 0",
+                        if s.name.is_empty() { "all" } else { &s.name },
+                        y_label(p),
+                        p.x
+                    ));
+                }
             }
         }
         if s.missing > 0 {

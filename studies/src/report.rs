@@ -62,12 +62,13 @@ impl Row {
         }
     }
 
-    /// The y value of a plot for this run.
-    fn y(&self, p: &PlotSpec) -> Option<f64> {
+    /// The y value of a plot for this run, read from `tag` (the plot's `y`, or one tag it
+    /// matches).
+    fn y(&self, p: &PlotSpec, tag: &str) -> Option<f64> {
         match p.threshold {
-            None => self.metrics.last(&p.y),
+            None => self.metrics.last(tag),
             Some(t) => {
-                let step = self.metrics.first_step_reaching(&p.y, t)? as f64;
+                let step = self.metrics.first_step_reaching(tag, t)? as f64;
                 match p.compute {
                     Compute::Updates => Some(step),
                     Compute::Samples => Some(step * self.batch_size? as f64),
@@ -385,13 +386,32 @@ impl Report {
                     out.len() - 1
                 }
             };
-            match (r.x(&p.x), r.y(p)) {
+            if p.x == "difficulty" {
+                // One point per matching tag that ends in a number.
+                for tag in r.metrics.matching(&p.y) {
+                    let Some(level) = trailing_number(tag) else {
+                        continue;
+                    };
+                    match r.y(p, tag) {
+                        Some(y) => out[idx].points.push((level, y)),
+                        None => out[idx].missing += 1,
+                    }
+                }
+                continue;
+            }
+            match (r.x(&p.x), r.y(p, &p.y)) {
                 (Some(x), Some(y)) => out[idx].points.push((x, y)),
                 _ => out[idx].missing += 1,
             }
         }
         out
     }
+}
+
+/// The number a tag ends with (`eval/accuracy/greedy/d12` -> 12).
+fn trailing_number(tag: &str) -> Option<f64> {
+    let digits = tag.len() - tag.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    tag[tag.len() - digits..].parse().ok()
 }
 
 /// The shortest trailing part of `tag` that still tells it apart from the other tags.
@@ -425,6 +445,80 @@ mod tests {
         .to_vec();
         assert_eq!(short_tag(&all[0], &all), "greedy/d1");
         assert_eq!(short_tag(&all[2], &all), "loss");
+    }
+
+    fn row(point: &str, algo: &str, records: &[(&str, &[(u64, f64)])]) -> Row {
+        let mut metrics = Metrics::default();
+        for (tag, points) in records {
+            metrics.by_tag.insert(tag.to_string(), points.to_vec());
+        }
+        Row {
+            point: point.into(),
+            labels: vec![("algo".into(), algo.into())],
+            status: Status::Done,
+            params: Some(100),
+            steps: Some(30),
+            batch_size: Some(4),
+            metrics,
+        }
+    }
+
+    /// `x = "difficulty"`: one point per matching tag, at the tag's number; with a threshold,
+    /// the compute until that difficulty first reaches it (a difficulty that never does is
+    /// counted missing).
+    #[test]
+    fn compute_to_threshold_per_difficulty() {
+        let spec = Spec::parse(
+            "[base]\nconfig = \"b.toml\"\n[[axis]]\nkey = \"algo.name\"\nname = \"algo\"\n\
+             values = [\"a\", \"b\"]\n",
+            "s.toml",
+            "s",
+            Path::new("."),
+        )
+        .unwrap();
+        let d1: &[(u64, f64)] = &[(10, 0.5), (20, 1.0)];
+        let d2: &[(u64, f64)] = &[(10, 0.2), (20, 0.6), (30, 0.995)];
+        let never: &[(u64, f64)] = &[(10, 0.1), (30, 0.2)];
+        let report = Report {
+            spec,
+            rows: vec![
+                row(
+                    "algo=a",
+                    "a",
+                    &[
+                        ("eval/accuracy/greedy/d1", d1),
+                        ("eval/accuracy/greedy/d2", d2),
+                        ("eval/accuracy/greedy/mean", d2),
+                    ],
+                ),
+                row("algo=b", "b", &[("eval/accuracy/greedy/d1", never)]),
+            ],
+            tags: Vec::new(),
+        };
+        let plot: PlotSpec = toml::from_str(
+            "x = \"difficulty\"\ny = \"eval/accuracy/greedy/d*\"\nthreshold = 0.99\n\
+             compute = \"samples\"\nlines = \"algo\"\n",
+        )
+        .unwrap();
+        plot.check(&["algo"]).unwrap();
+        let series = report.series(&plot);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].points, vec![(1.0, 80.0), (2.0, 120.0)]);
+        assert_eq!(series[1].points, Vec::<(f64, f64)>::new());
+        assert_eq!(series[1].missing, 1);
+        // A y that is not a pattern cannot be split by difficulty.
+        let single: PlotSpec =
+            toml::from_str("x = \"difficulty\"\ny = \"eval/accuracy/greedy/mean\"\n").unwrap();
+        assert!(single
+            .check(&["algo"])
+            .unwrap_err()
+            .contains("ending in '*'"));
+    }
+
+    #[test]
+    fn difficulties_from_tags() {
+        assert_eq!(trailing_number("eval/accuracy/greedy/d12"), Some(12.0));
+        assert_eq!(trailing_number("eval/accuracy/greedy/mean"), None);
     }
 
     #[test]

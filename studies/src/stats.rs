@@ -72,7 +72,9 @@ pub fn fit_power_law(points: &[(f64, f64)]) -> Option<PowerLaw> {
         .map(|(x, y)| (x.ln(), y.ln()))
         .collect();
     let n = logs.len();
-    if n < 2 {
+    // Equal x values are compared exactly: their mean can differ from them in the last bit,
+    // which would leave a spread of 1e-31 and a meaningless slope.
+    if n < 2 || logs.iter().all(|p| p.0 == logs[0].0) {
         return None;
     }
     let mx = logs.iter().map(|p| p.0).sum::<f64>() / n as f64;
@@ -154,6 +156,9 @@ mod tests {
         assert!(ci > 0.01 && (g.exponent + 0.5).abs() < ci, "{g:?}");
         assert!(fit_power_law(&[(1.0, 1.0)]).is_none());
         assert!(fit_power_law(&[(2.0, 1.0), (2.0, 3.0)]).is_none());
+        // Three runs at one x whose logs' mean is off by a rounding error: still no fit.
+        let x = 65088.0;
+        assert!(fit_power_law(&[(x, 25600.0), (x, 51200.0), (x, 76800.0)]).is_none());
         assert_eq!(
             fit_power_law(&[(1.0, 1.0), (2.0, 2.0)])
                 .unwrap()

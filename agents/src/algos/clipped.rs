@@ -34,7 +34,10 @@
 //! (`loss_aggregation`):
 //! - `token_mean`: `sum_{i,t} m L / sum_{i,t} m`;
 //! - `sequence_mean` (GRPO's original): `(1/B) sum_i (sum_t m L / sum_t m)`;
-//! - `constant` (Dr. GRPO): `sum_{i,t} m L / (B * T_max)`, `T_max` the env's episode cap.
+//! - `constant` (Dr. GRPO): `sum_{i,t} m L / (B * T_max)`, `T_max` the env's episode cap;
+//! - `sequence_sum` (REINFORCE's): `(1/B) sum_{i,t} m L`, so a chain's gradient grows with its
+//!   policy steps exactly as `reinforce`'s does; with `epochs = minibatches = 1` and `rloo` the
+//!   update is `reinforce`'s with `baseline = "group"`.
 //!
 //! A reference policy (the initial policy, or `algo.init`'s weights) is kept when
 //! `kl_weight > 0`: the k3 estimate of `KL(pi_new || pi_ref)` joins the loss, or with
@@ -96,6 +99,8 @@ pub enum LossAggregation {
     SequenceMean,
     /// Sum over steps divided by rows x the env's episode cap.
     Constant,
+    /// Sum over each sequence's steps, then mean over sequences (REINFORCE's).
+    SequenceSum,
 }
 
 /// `[algo]` options of `ppo`.
@@ -116,7 +121,8 @@ pub struct ClippedConfig {
     pub epochs: usize,
     /// Minibatches (optimizer steps) per pass; must divide `batch_size * K`.
     pub minibatches: usize,
-    /// How per-token losses are averaged: `token_mean`, `sequence_mean` or `constant`.
+    /// How per-token losses are averaged: `token_mean`, `sequence_mean`, `constant` or
+    /// `sequence_sum`.
     pub loss_aggregation: LossAggregation,
     /// The return: `answer` (env reward) or `answer_ce` (minus the answer's cross-entropy
     /// given the sampled chain).
@@ -365,6 +371,9 @@ pub fn aggregation_weights(mask: &[f32], t: usize, agg: LossAggregation, t_max: 
             mask.iter()
                 .map(|&m| (f64::from(m) / denom) as f32)
                 .collect()
+        }
+        LossAggregation::SequenceSum => {
+            mask.iter().map(|&m| (f64::from(m) / rows) as f32).collect()
         }
     }
 }
@@ -788,7 +797,10 @@ impl Agent for Clipped {
                     });
                     tally.loss += loss.double_value(&[]);
                     tally.policy += policy_loss.double_value(&[]);
-                    tally.entropy += entropy.double_value(&[]);
+                    // Logged per policy step whatever the aggregation, so runs compare.
+                    tally.entropy += tch::no_grad(|| {
+                        (&pass.entropy * &m).sum(Kind::Float).double_value(&[]) / n_pg_mb
+                    });
                 }
                 tally.clipfrac += clipped_tokens / n_pg_mb;
                 tally.steps += 1.0;
@@ -1019,7 +1031,7 @@ mod tests {
     }
 
     #[test]
-    fn the_three_loss_aggregations_by_hand() {
+    fn the_loss_aggregations_by_hand() {
         // Two rows of three steps; row 0 has two policy steps, row 1 three.
         let mask = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0];
         let loss = [1.0f32, 2.0, 99.0, 3.0, 4.0, 5.0];
@@ -1033,6 +1045,8 @@ mod tests {
         assert!((agg(LossAggregation::SequenceMean, 4) - 2.75).abs() < 1e-6);
         // constant: 15 / (2 rows * 4) = 1.875.
         assert!((agg(LossAggregation::Constant, 4) - 1.875).abs() < 1e-6);
+        // sequence sum: 15 / 2 rows = 7.5.
+        assert!((agg(LossAggregation::SequenceSum, 4) - 7.5).abs() < 1e-6);
     }
 
     #[test]
@@ -1179,6 +1193,10 @@ sampled = false
                 "cycle10_ppo",
                 include_str!("../../../configs/cycle10_ppo.toml"),
             ),
+            (
+                "cycle10_rloo",
+                include_str!("../../../configs/cycle10_rloo.toml"),
+            ),
         ] {
             let mut cfg = crate::testing::config(text, &[]);
             crate::registry::resolve(&mut cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1206,6 +1224,56 @@ sampled = false
         );
         let acc = report.accuracy(1, ActMode::Greedy).unwrap();
         assert!(acc >= 0.45, "greedy accuracy {acc}\n{}", report.table());
+    }
+
+    /// One epoch of one minibatch with the leave-one-out advantage and REINFORCE's
+    /// aggregation is REINFORCE with the group baseline: from one seed, both sample the same
+    /// episodes and end with the same weights after three updates.
+    #[test]
+    fn one_epoch_rloo_with_sequence_sum_is_reinforce() {
+        let run = |algo: &str, epochs: usize| {
+            let text = format!(
+                "seed = 3\n[env]\nname = \"cycle\"\nlength = 5\nmax_chain_len = 2\n\
+                 [train]\nsteps = 3\nbatch_size = 4\nlevels = [1, 2]\n\
+                 [algo]\nname = \"{algo}\"\nsamples_per_problem = 4\nreward = \"answer_ce\"\n\
+                 answer_supervision = 1.0\nentropy_weight = 0.0\n{}\n\
+                 [model]\nheads = 2\nhead_dim = 8\nmlp_factor = 2\ndecoder_layers = 1\n\
+                 [optim]\nlr = 1e-2\nwarmup_steps = 0\nschedule = \"constant\"\n\
+                 [eval]\nevery = 0\nepisodes = 4\n",
+                if algo == "ppo" {
+                    format!(
+                        "advantage = \"rloo\"\nepochs = {epochs}\nminibatches = 1\n\
+                         loss_aggregation = \"sequence_sum\""
+                    )
+                } else {
+                    "baseline = \"group\"\ngrad_variance = false".to_string()
+                }
+            );
+            let mut runner = crate::testing::runner(crate::testing::config(&text, &[]));
+            runner.train().unwrap();
+            let policy = runner.agent().policy().unwrap();
+            policy
+                .param_tensors()
+                .into_iter()
+                .map(|(name, x)| (name, Vec::<f32>::try_from(x.flatten(0, -1)).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let max_diff = |a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]| {
+            assert_eq!(a.len(), b.len());
+            a.iter()
+                .zip(b)
+                .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+                .fold(0.0f32, f32::max)
+        };
+        let reinforce = run("reinforce", 1);
+        let same = max_diff(&run("ppo", 1), &reinforce);
+        assert!(same < 1e-5, "one epoch differs from REINFORCE by {same}");
+        // The comparison can fail: a second epoch moves the weights away from REINFORCE's.
+        let other = max_diff(&run("ppo", 2), &reinforce);
+        assert!(
+            other > 1e-3,
+            "two epochs differ from REINFORCE by only {other}"
+        );
     }
 
     /// Every advantage, aggregation and option runs an update and reports its metrics; the
