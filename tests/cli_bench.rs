@@ -259,3 +259,58 @@ fn bench_train_profiles_a_config_s_update() {
     assert!(!out.status.success() && err.contains("sampels"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Answer-only training reports its FLOPs and its forward and backward phases, with either
+/// readout.
+#[test]
+fn bench_train_profiles_answer_only_training() {
+    let dir = std::env::temp_dir().join(format!("fx_bench_sup_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for readout in ["decoder", "answer_head"] {
+        let config = dir.join(format!("{readout}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[env]\nname = \"cycle\"\nlength = 5\n\
+                 [train]\nbatch_size = 512\nlevels = [1, 2]\n\
+                 [algo]\nname = \"supervised\"\nreadout = \"{readout}\"\n\
+                 [model]\nheads = 4\nhead_dim = 32\ndecoder_layers = 2\n"
+            ),
+        )
+        .unwrap();
+        let out = factorexe(&[
+            "bench",
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{readout}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = profile_lines(&text);
+        let train = &lines
+            .iter()
+            .find(|(k, _)| k == "train")
+            .expect("a train line")
+            .1;
+        positive(train, "gflop_per_update");
+        positive(train, "mfu");
+        for name in ["update/forward", "update/backward"] {
+            let phase = lines
+                .iter()
+                .find(|(k, f)| k == "phase" && f.get("name").map(String::as_str) == Some(name))
+                .unwrap_or_else(|| panic!("{readout}: no phase {name} in\n{text}"));
+            positive(&phase.1, "gflop");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,8 +63,9 @@ pub fn status_text(
     out.push('\n');
     let _ = writeln!(
         out,
-        "{} points: {} done, {} running, {} failed, {} pending",
+        "{} point{}: {} done, {} running, {} failed, {} pending",
         state.points.len(),
+        if state.points.len() == 1 { "" } else { "s" },
         counts[Status::Done as usize],
         counts[Status::Running as usize],
         counts[Status::Failed as usize],

@@ -269,10 +269,13 @@ pub fn run(
             bar.println(line);
         }
     };
+    // No more runs at once than there are runs to start.
+    let jobs = jobs.min(queue.len()).max(1);
     say(format!(
-        "sweep {} | {} points: {} done, {} to run, {} failed (kept), {} running elsewhere | {} at once",
+        "sweep {} | {} point{}: {} done, {} to run, {} failed (kept), {} running elsewhere | {} at once",
         dir.dir.display(),
         state.points.len(),
+        if state.points.len() == 1 { "" } else { "s" },
         summary.done,
         queue.len(),
         summary.failed.len(),

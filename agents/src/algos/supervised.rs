@@ -153,7 +153,11 @@ impl Supervised {
     /// answer tokens in the full batch; returns (CE sum, correct sum).
     fn accumulate(&self, ep: &Episodes, n_answer: f64) -> (f64, f64) {
         let model = self.policy.model();
-        match self.readout {
+        let forward = crate::profile::phase("forward");
+        // Without a chain decoder (the answer head) this counts the answer-only pass.
+        crate::profile::add_flops("forward", || self.policy.teacher_flops(ep));
+        crate::profile::add_flops("backward", || 2.0 * self.policy.teacher_flops(ep));
+        let (loss, ce, correct) = match self.readout {
             Readout::Decoder => {
                 let b = self.policy.teacher_batch(ep);
                 let enc = model.encode(&b.input, &b.difficulty, true);
@@ -161,8 +165,8 @@ impl Supervised {
                 let answer = b.answer.to_device(heads.logits.device());
                 let s = token_stats(&heads.logits, &b.mask, &b.targets);
                 let ce = (&s.ce * &answer).sum(Kind::Float);
-                (&ce / n_answer.max(1.0)).backward();
-                (ce.double_value(&[]), weighted_sum(&s.correct, &answer))
+                let correct = weighted_sum(&s.correct, &answer);
+                (&ce / n_answer.max(1.0), ce, correct)
             }
             Readout::AnswerHead => {
                 let first = ep.tokens.index_axis(Axis(1), 0);
@@ -181,7 +185,6 @@ impl Supervised {
                 let ce = -logp
                     .gather(-1, &targets.unsqueeze(-1), false)
                     .sum(Kind::Float);
-                (&ce / n_answer.max(1.0)).backward();
                 let correct = tch::no_grad(|| {
                     logp.argmax(-1, false)
                         .eq_tensor(&targets)
@@ -189,9 +192,15 @@ impl Supervised {
                         .sum(Kind::Float)
                         .double_value(&[])
                 });
-                (ce.double_value(&[]), correct)
+                (&ce / n_answer.max(1.0), ce, correct)
             }
+        };
+        drop(forward);
+        {
+            let _phase = crate::profile::phase("backward");
+            loss.backward();
         }
+        (ce.double_value(&[]), correct)
     }
 }
 
