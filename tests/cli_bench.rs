@@ -173,6 +173,31 @@ fn profile_lines(text: &str) -> Vec<(String, HashMap<String, String>)> {
         .collect()
 }
 
+/// `bench train` of a config for 2 updates after 1 warm-up on one CPU thread; its stdout.
+fn bench_train(config: &str) -> String {
+    let out = factorexe(&[
+        "bench",
+        "train",
+        "--config",
+        config,
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{config}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 fn bench_train_profiles_a_config_s_update() {
     let dir = std::env::temp_dir().join(format!("fx_bench_train_{}", std::process::id()));
@@ -188,26 +213,7 @@ fn bench_train_profiles_a_config_s_update() {
     )
     .unwrap();
     let path = config.to_str().unwrap();
-    let out = factorexe(&[
-        "bench",
-        "train",
-        "--config",
-        path,
-        "--steps",
-        "2",
-        "--warmup",
-        "1",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = bench_train(path);
     assert!(text.contains("# MFU = analytic model FLOPs"), "{text}");
     let lines = profile_lines(&text);
     let train = &lines
@@ -278,24 +284,7 @@ fn bench_train_profiles_answer_only_training() {
             ),
         )
         .unwrap();
-        let out = factorexe(&[
-            "bench",
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--steps",
-            "2",
-            "--warmup",
-            "1",
-            "--threads",
-            "1",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{readout}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = bench_train(config.to_str().unwrap());
         let lines = profile_lines(&text);
         let train = &lines
             .iter()

@@ -88,6 +88,27 @@ fn records(run: &Path) -> Vec<(u64, String, f64)> {
     out
 }
 
+/// Starts `exe sweep run sweep.toml --out OUT --jobs JOBS` in `dir`, output captured.
+fn spawn_sweep(exe: &Path, dir: &Path, out: &str, jobs: &str) -> std::process::Child {
+    Command::new(exe)
+        .args([
+            "sweep",
+            "run",
+            "sweep.toml",
+            "--out",
+            out,
+            "--jobs",
+            jobs,
+            "--no-progress",
+        ])
+        .current_dir(dir)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the factorexe binary starts")
+}
+
 fn run_names(sweep: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(sweep.join("runs"))
         .unwrap()
@@ -186,23 +207,7 @@ fn sweep_interrupted_by_sigterm_resumes_to_the_records_of_an_uninterrupted_one()
 
     // Interrupted: SIGTERM to the driver once a run has logged and still trains.
     let b = d.join("b");
-    let mut driver = Command::new(env!("CARGO_BIN_EXE_factorexe"))
-        .args([
-            "sweep",
-            "run",
-            "sweep.toml",
-            "--out",
-            "b",
-            "--jobs",
-            "2",
-            "--no-progress",
-        ])
-        .current_dir(d)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut driver = spawn_sweep(Path::new(env!("CARGO_BIN_EXE_factorexe")), d, "b", "2");
     let started = Instant::now();
     let mid_run = || {
         std::fs::read_dir(b.join("runs")).is_ok_and(|it| {
@@ -416,23 +421,7 @@ fn a_sweep_whose_binary_is_replaced_midway_finishes() {
     // A copy of the binary that the test can delete, as `cargo build` does to the original.
     let exe = d.join("factorexe-copy");
     std::fs::copy(env!("CARGO_BIN_EXE_factorexe"), &exe).unwrap();
-    let mut driver = Command::new(&exe)
-        .args([
-            "sweep",
-            "run",
-            "sweep.toml",
-            "--out",
-            "c",
-            "--jobs",
-            "1",
-            "--no-progress",
-        ])
-        .current_dir(d)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = spawn_sweep(&exe, d, "c", "1");
     let started = Instant::now();
     while !d.join("c/runs").is_dir()
         || std::fs::read_dir(d.join("c/runs"))

@@ -125,7 +125,18 @@ impl PlotSpec {
     /// The PNG file name under `report/`.
     pub fn file_name(&self) -> String {
         self.file.clone().unwrap_or_else(|| {
-            let y = self.y.replace('/', "_");
+            // A pattern's `*` (and any other character a shell would read) becomes `_`.
+            let y: String = self
+                .y
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             match self.threshold {
                 Some(t) => format!(
                     "{}_to_{y}_{t}_vs_{}.png",

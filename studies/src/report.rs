@@ -501,6 +501,10 @@ mod tests {
         )
         .unwrap();
         plot.check(&["algo"]).unwrap();
+        assert_eq!(
+            plot.file_name(),
+            "samples_to_eval_accuracy_greedy_d__0.99_vs_difficulty.png"
+        );
         let series = report.series(&plot);
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].points, vec![(1.0, 80.0), (2.0, 120.0)]);
