@@ -122,9 +122,10 @@ fn binary() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot find the factorexe binary to start runs with")
 }
 
-/// The binary that runs on this machine start: on Linux `/proc/self/exe`, the very file this
-/// process runs even after a rebuild has replaced it on disk (every run of the sweep then
-/// uses one build, and none fails to start); elsewhere the path this process started from.
+/// The binary to start runs on this machine with: on Linux `/proc/self/exe`, the very file
+/// this process runs even after a rebuild has replaced it on disk (every run of the sweep
+/// then uses one build, and none fails to start); elsewhere the path this process started
+/// from.
 fn local_binary() -> anyhow::Result<PathBuf> {
     let own = std::path::Path::new("/proc/self/exe");
     if own.exists() {
