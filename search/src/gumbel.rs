@@ -138,8 +138,6 @@ pub struct GumbelMuZero<E> {
     config: GumbelConfig,
     tree: TreeSearch<E>,
     rule: GumbelRule,
-    /// Simulations per root of the current search.
-    sims: Vec<usize>,
 }
 
 impl<E: Env> GumbelMuZero<E> {
@@ -150,7 +148,6 @@ impl<E: Env> GumbelMuZero<E> {
             config,
             tree: TreeSearch::default(),
             rule: GumbelRule::new(config),
-            sims: Vec::new(),
         })
     }
 
@@ -518,16 +515,11 @@ impl<E: Env> Searcher<E> for GumbelMuZero<E> {
         budgets: &[usize],
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
-        crate::tree::simulations(
-            Searcher::<E>::name(self),
-            roots.len(),
-            budgets,
-            &mut self.sims,
-        )?;
         self.tree.run(
+            Searcher::<E>::name(self),
             roots,
             evaluator,
-            &self.sims,
+            budgets,
             self.config.early_stop,
             self.config.discount,
             &mut self.rule,

@@ -107,8 +107,6 @@ pub struct Mcts<E> {
     config: MctsConfig,
     tree: TreeSearch<E>,
     rule: Puct,
-    /// Simulations per root of the current search.
-    sims: Vec<usize>,
 }
 
 impl<E: Env> Mcts<E> {
@@ -124,7 +122,6 @@ impl<E: Env> Mcts<E> {
                 t: Vec::new(),
                 noise: Vec::new(),
             },
-            sims: Vec::new(),
         })
     }
 
@@ -300,16 +297,11 @@ impl<E: Env> Searcher<E> for Mcts<E> {
         budgets: &[usize],
         rng: &mut EnvRng,
     ) -> Result<Vec<SearchOutput>, SearchError> {
-        crate::tree::simulations(
-            Searcher::<E>::name(self),
-            roots.len(),
-            budgets,
-            &mut self.sims,
-        )?;
         self.tree.run(
+            Searcher::<E>::name(self),
             roots,
             evaluator,
-            &self.sims,
+            budgets,
             self.config.early_stop,
             self.config.discount,
             &mut self.rule,

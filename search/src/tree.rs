@@ -199,7 +199,7 @@ pub(crate) trait Rule {
 
 /// Writes into `sims` the simulations each root may run: its budget less the root's own
 /// evaluation. A budget of 0, or not one budget per root, is an error.
-pub(crate) fn simulations(
+fn simulations(
     searcher: String,
     roots: usize,
     budgets: &[usize],
@@ -261,6 +261,8 @@ pub(crate) struct TreeSearch<E> {
     active: Vec<bool>,
     /// Evaluator calls per root in the last search.
     pub(crate) evals: Vec<usize>,
+    /// Simulations per root in the current search: its budget less the root's evaluation.
+    sims: Vec<usize>,
 }
 
 impl<E> Default for TreeSearch<E> {
@@ -275,15 +277,36 @@ impl<E> Default for TreeSearch<E> {
             leaves: Vec::new(),
             active: Vec::new(),
             evals: Vec::new(),
+            sims: Vec::new(),
         }
     }
 }
 
 impl<E: Env> TreeSearch<E> {
-    /// Runs up to `sims[b]` simulations on root `b` (fewer when `stop` says it is confident),
-    /// each step one evaluator call for all trees still simulating.
+    /// Spends at most `budgets[b]` evaluator calls on root `b`: its own evaluation, then up
+    /// to `budgets[b] - 1` simulations (fewer when `stop` says it is confident), each step one
+    /// evaluator call for all trees still simulating. `searcher` names the caller in errors.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run<R: Rule>(
+        &mut self,
+        searcher: String,
+        roots: &[E],
+        evaluator: &mut dyn Evaluator<E>,
+        budgets: &[usize],
+        stop: Option<EarlyStop>,
+        discount: f32,
+        rule: &mut R,
+        rng: &mut EnvRng,
+    ) -> Result<(), SearchError> {
+        let mut sims = std::mem::take(&mut self.sims);
+        let result = simulations(searcher, roots.len(), budgets, &mut sims)
+            .and_then(|()| self.simulate(roots, evaluator, &sims, stop, discount, rule, rng));
+        self.sims = sims;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn simulate<R: Rule>(
         &mut self,
         roots: &[E],
         evaluator: &mut dyn Evaluator<E>,
@@ -295,13 +318,6 @@ impl<E: Env> TreeSearch<E> {
     ) -> Result<(), SearchError> {
         let na = check_roots(roots)?;
         let batch = roots.len();
-        if sims.len() != batch {
-            return Err(SearchError::invalid(
-                "budgets",
-                sims.len(),
-                format!("one per root ({batch})"),
-            ));
-        }
         let num_sims = sims.iter().copied().max().unwrap_or(0);
         let oracle = evaluator.reward_use() == RewardUse::Oracle;
         // The tree is allocated up front, a row of edges per node: refuse what cannot fit
