@@ -165,6 +165,44 @@ fn train_writes_a_run_directory_and_eval_prints_the_table() {
     }
 }
 
+/// The default is one thread; `--threads N` reaches libtorch (and the run's history records
+/// the count, which a reproducible run must keep).
+#[test]
+fn the_thread_count_is_one_unless_set_and_recorded_in_the_history() {
+    let (dir, _) = setup();
+    let d = dir.path();
+    for (name, flag) in [("one", None), ("two", Some("2"))] {
+        let mut args = vec![
+            "train",
+            "--config",
+            "tiny.toml",
+            "--set",
+            "train.steps=1",
+            "--set",
+            "eval.every=0",
+        ];
+        let set_name = format!("name=\"{name}\"");
+        args.extend(["--set", &set_name]);
+        if let Some(n) = flag {
+            args.extend(["--threads", n]);
+        }
+        let out = factorexe(d, &args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        let history = std::fs::read_to_string(d.join("runs").join(name).join("history.jsonl"))
+            .expect("the run's history");
+        let start = history.lines().next().expect("a start event");
+        let threads: String = start
+            .split("\"threads\":")
+            .nth(1)
+            .expect("the start event records the threads")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert_eq!(threads, flag.unwrap_or("1"), "{history}");
+    }
+}
+
 #[test]
 fn config_errors_name_the_key_and_the_allowed_values() {
     let (dir, _) = setup();

@@ -310,7 +310,12 @@ impl<A: Agent> Runner<A> {
     pub fn with_run_dir(mut self, run_dir: &Path) -> Result<Self, RunError> {
         let toml = self.cfg.to_toml();
         logging::write_config(run_dir, &toml)?;
-        logging::append_history(run_dir, &serde_json::json!({"event": "start", "step": 0}))?;
+        // The thread count is part of what makes a run reproducible (the same seed gives the
+        // same run at the same thread count), so every start and resume records it.
+        logging::append_history(
+            run_dir,
+            &serde_json::json!({"event": "start", "step": 0, "threads": tch::get_num_threads()}),
+        )?;
         let mut logger = Logger::create(run_dir)?;
         let hp = logging::hparams_from_toml(&toml)?;
         logger.hparams(&hp, &[])?;
@@ -412,6 +417,7 @@ impl<A: Agent> Runner<A> {
                 &serde_json::json!({
                     "event": "resume",
                     "step": self.step,
+                    "threads": tch::get_num_threads(),
                     "checkpoint": loaded.path.file_name().map(|n| n.to_string_lossy().into_owned()),
                     "changes": changes,
                     "superseded": superseded.as_ref().map(|p| p.display().to_string()),

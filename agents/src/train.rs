@@ -82,7 +82,9 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Where the model lives.
     pub device: Device,
-    /// libtorch intra-op threads (`None`: libtorch's choice).
+    /// libtorch intra-op threads (`None`: libtorch's choice, one per core). The default is 1:
+    /// at this project's model sizes a second thread slows training (its threads sleep
+    /// between the many small ops, and waking them costs more than the op).
     pub threads: Option<usize>,
     /// A progress bar on stderr (when it is a terminal); log lines otherwise.
     pub progress: bool,
@@ -94,7 +96,8 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
-    /// Defaults: `<log.dir>/<name>`, a fresh run, CPU, progress shown, passive OpenMP.
+    /// Defaults: `<log.dir>/<name>`, a fresh run, CPU, one thread, progress shown, passive
+    /// OpenMP.
     pub fn new(config: RunConfig) -> Self {
         TrainOptions {
             config,
@@ -103,7 +106,7 @@ impl TrainOptions {
             resume_from: None,
             overwrite: false,
             device: Device::Cpu,
-            threads: None,
+            threads: Some(1),
             progress: true,
             print: true,
             passive_openmp: true,

@@ -25,7 +25,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "cuDNN available  {}",
         yes_no(tch::Cuda::cudnn_is_available())
     );
-    println!("torch threads    {}", tch::get_num_threads());
+    println!(
+        "torch threads    {} (libtorch's default; train, eval, search and bench use --threads, 1 unless set)",
+        tch::get_num_threads()
+    );
     let device = args.device.resolve()?;
     println!("--device {:<7} {device:?}", args.device.to_string());
     Ok(())

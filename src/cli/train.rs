@@ -15,22 +15,23 @@ pub struct RuntimeArgs {
     /// Device: auto (CUDA when present, else CPU), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// libtorch intra-op threads, 1..=1024 (default: libtorch's choice, one per core).
+    /// libtorch intra-op threads, 1..=1024. The default, 1, is the fastest for this
+    /// project's model sizes (a second thread halves RL's speed, see docs/performance.md);
+    /// raise it for wide models and large batches, where a second thread pays 1.25-1.4x.
     #[arg(
         long,
         value_name = "N",
+        default_value_t = 1,
         allow_negative_numbers = true,
         value_parser = clap::value_parser!(u16).range(1..=1024)
     )]
-    pub threads: Option<u16>,
+    pub threads: u16,
 }
 
 impl RuntimeArgs {
     /// Applies the thread count and resolves the device.
     pub fn apply(&self) -> anyhow::Result<tch::Device> {
-        if let Some(n) = self.threads {
-            tch::set_num_threads(i32::from(n));
-        }
+        tch::set_num_threads(i32::from(self.threads));
         Ok(self.device.resolve()?)
     }
 }
@@ -103,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.resume_from = args.from_checkpoint;
     opts.overwrite = args.overwrite;
     opts.device = device;
+    opts.threads = Some(usize::from(args.runtime.threads));
     opts.progress = !args.no_progress;
     let summary = train(opts)?;
     if summary.interrupted {

@@ -76,6 +76,10 @@ pub struct ReinforceConfig {
     pub answer_supervision: f64,
     /// Estimate the gradient variance (computes the update in at least two parts).
     pub grad_variance: bool,
+    /// With `grad_variance`, estimate it on every this-many-th update only, `>= 1`: the
+    /// other updates run in one part, which is faster at small sizes (the logged value is
+    /// the mean over a logging window, so an estimate every `log.every` updates suffices).
+    pub grad_variance_every: u64,
     /// A run directory or checkpoint file whose model parameters initialise the policy
     /// before the first update (empty: the seed's random weights), as `expert_iteration`'s
     /// `init`; its `[model]` must match. Resuming or evaluating this run reads only its own
@@ -94,6 +98,7 @@ impl Default for ReinforceConfig {
             ema_decay: 0.9,
             answer_supervision: 0.0,
             grad_variance: true,
+            grad_variance_every: 1,
             init: String::new(),
         }
     }
@@ -119,6 +124,9 @@ impl ReinforceConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("algo.{k} = {v}: expected a finite number >= 0"));
             }
+        }
+        if self.grad_variance_every == 0 {
+            return Err("algo.grad_variance_every = 0: expected an integer >= 1".into());
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(format!(
@@ -244,7 +252,14 @@ impl Agent for Reinforce {
             (Some(f), true) => Cow::Borrowed(f),
             _ => Cow::Borrowed(ep),
         };
-        let min_parts = if self.cfg.grad_variance { 2 } else { 1 };
+        // The optimizer's step count is checkpointed, so a resumed run estimates on the same
+        // updates (and sums its gradients in the same parts) as an uninterrupted one.
+        let estimate = self.cfg.grad_variance
+            && self
+                .opt
+                .steps()
+                .is_multiple_of(self.cfg.grad_variance_every);
+        let min_parts = if estimate { 2 } else { 1 };
         let parts = group_parts(n, k, self.micro_batches.max(min_parts));
         let (chain, answer) = step_kinds(ep, answer_action);
         // Every part's forward pass first (their graphs kept until each part's backward):
@@ -352,7 +367,7 @@ impl Agent for Reinforce {
                 let _phase = profile::phase("backward");
                 loss.backward();
             }
-            {
+            if estimate {
                 let _phase = profile::phase("grad_variance");
                 gv.record(self.policy.var_store(), m);
             }
@@ -626,6 +641,59 @@ sampled = false
         for (a, b) in shared.iter().zip(&separate) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
+    }
+
+    /// With `grad_variance_every = 3` the estimate is made on updates 0 and 3 of five, and
+    /// the one-part updates in between move the weights as the two-part ones do (the same
+    /// gradient summed in another order).
+    #[test]
+    fn the_gradient_variance_is_estimated_on_every_nth_update() {
+        let run = |sets: &[&str]| {
+            let cfg = config(sets);
+            let env = cfg.env.build().unwrap();
+            let mut agent = crate::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
+            let sampler = cfg.train.sampler().unwrap();
+            let mut rows = crate::rollout::Lockstep::new(&env, 0);
+            let model = |agent: &crate::agent::AnyAgent| -> Vec<Tensor> {
+                agent
+                    .state()
+                    .into_iter()
+                    .filter(|(n, _)| n.starts_with("model/"))
+                    .map(|(_, t)| t.copy())
+                    .collect()
+            };
+            let initial = model(&agent);
+            let mut estimated = Vec::new();
+            for _ in 0..5 {
+                let mut collector = Collector::new(&env, &mut rows, &sampler, 8, 1, 2);
+                let batch = agent.collect(&mut collector).unwrap();
+                estimated.push(agent.update(batch).unwrap().get("grad_var").is_some());
+            }
+            let weights = model(&agent);
+            let moved = initial
+                .iter()
+                .zip(&weights)
+                .map(|(a, b)| (a - b).abs().max().double_value(&[]))
+                .fold(0.0, f64::max);
+            assert!(
+                moved > 1e-3,
+                "the updates did not move the weights ({moved})"
+            );
+            (estimated, weights)
+        };
+        let (every3, w3) = run(&["algo.grad_variance_every=3"]);
+        assert_eq!(every3, [true, false, false, true, false]);
+        let (every1, w1) = run(&[]);
+        assert_eq!(every1, [true; 5]);
+        let (never, _) = run(&["algo.grad_variance=false"]);
+        assert_eq!(never, [false; 5]);
+        assert!(!w1.is_empty());
+        for (a, b) in w1.iter().zip(&w3) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "weights differ by {diff}");
+        }
+        let e = resolved("[algo]\nname = \"reinforce\"\ngrad_variance_every = 0\n").unwrap_err();
+        assert!(e.contains("grad_variance_every"), "{e}");
     }
 
     #[test]
