@@ -370,9 +370,17 @@ impl<A: Agent> Runner<A> {
             .map(|c| c.to_toml())
             .unwrap_or_else(|_| saved.config_toml.clone());
         let diffs = checkpoint::config_differences(&saved_toml, &self.cfg.to_toml())?;
-        let (changes, fatal): (Vec<String>, Vec<String>) = diffs
+        let (mut changes, fatal): (Vec<String>, Vec<String>) = diffs
             .into_iter()
             .partition(|d| changeable_on_resume(d.split(':').next().unwrap_or_default()));
+        // Allowed, but the run then sums in another order than an uninterrupted one would.
+        let threads = i64::from(tch::get_num_threads());
+        if let Some(before) = logging::last_recorded_threads(run_dir).filter(|&t| t != threads) {
+            changes.push(format!(
+                "threads: saved {before}, current {threads} (the run goes on, but no longer \
+                 equals an uninterrupted one bit for bit)"
+            ));
+        }
         if !fatal.is_empty() {
             return Err(RunError::Resume(format!(
                 "the checkpoint {} was made with a different config:\n  {}\n\
@@ -1011,6 +1019,34 @@ every = 2
 
     /// The learning rate is a change a resume accepts: it takes effect from the next update
     /// and the run's history records it; the model is not.
+    #[test]
+    fn a_resume_at_another_thread_count_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("r");
+        let run = |steps: &str| config(&[steps, "log.every=1"]);
+        runner(run("train.steps=2"))
+            .with_run_dir(&run_dir)
+            .unwrap()
+            .train()
+            .unwrap();
+        let same = runner(run("train.steps=3")).resume(&run_dir).unwrap();
+        assert!(
+            same.resumed_changes().len() == 1,
+            "{:?}",
+            same.resumed_changes()
+        );
+        // As if the run had last been resumed at another thread count.
+        let other = i64::from(tch::get_num_threads()) + 7;
+        logging::append_history(
+            &run_dir,
+            &serde_json::json!({"event": "resume", "threads": other}),
+        )
+        .unwrap();
+        let r = runner(run("train.steps=3")).resume(&run_dir).unwrap();
+        let said = r.resumed_changes().join("\n");
+        assert!(said.contains(&format!("threads: saved {other}")), "{said}");
+    }
+
     #[test]
     fn a_resume_may_lower_the_learning_rate_and_records_it() {
         let dir = tempfile::tempdir().unwrap();

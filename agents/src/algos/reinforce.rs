@@ -30,9 +30,10 @@
 //!   ([`Encoded::shared_by`](crate::model::Encoded::shared_by)).
 //!
 //! The update is computed in parts that never split a problem's group; with
-//! `grad_variance = true` there are at least two, and the spread of their gradients gives
-//! an estimate of the batch gradient's variance (`train/grad_var`, see
-//! [`GradVariance`](super::rl::GradVariance)), the number that says how much a baseline helps.
+//! `grad_variance = true` there are at least two (on every `grad_variance_every`-th update),
+//! and the spread of their gradients gives an estimate of the batch gradient's variance
+//! (`train/grad_var`, see [`GradVariance`](super::rl::GradVariance)), the number that says how
+//! much a baseline helps.
 
 use std::borrow::Cow;
 

@@ -316,6 +316,16 @@ pub fn append_history(run_dir: &Path, record: &serde_json::Value) -> Result<(), 
         .map_err(|e| LogError::io(&path, e))
 }
 
+/// The thread count the run's `history.jsonl` recorded last (at its latest start or resume),
+/// if any record has one.
+pub fn last_recorded_threads(run_dir: &Path) -> Option<i64> {
+    let text = fs::read_to_string(run_dir.join(HISTORY_FILE)).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| r.get("threads").and_then(serde_json::Value::as_i64))
+        .last()
+}
+
 /// A markdown table for the TEXT tab (e.g. rendered examples: input, chain, answer, target).
 /// Cells are put in code spans (newlines become spaces), so token strings show verbatim and
 /// a `|` inside a cell does not split it (TensorBoard's markdown keeps code spans whole).
