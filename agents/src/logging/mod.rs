@@ -321,9 +321,9 @@ pub fn append_history(run_dir: &Path, record: &serde_json::Value) -> Result<(), 
 pub fn last_recorded_threads(run_dir: &Path) -> Option<i64> {
     let text = fs::read_to_string(run_dir.join(HISTORY_FILE)).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|r| r.get("threads").and_then(serde_json::Value::as_i64))
-        .last()
+        .find_map(|r| r.get("threads").and_then(serde_json::Value::as_i64))
 }
 
 /// A markdown table for the TEXT tab (e.g. rendered examples: input, chain, answer, target).
