@@ -17,7 +17,7 @@ pub struct RuntimeArgs {
     pub device: DeviceChoice,
     /// libtorch intra-op threads, 1..=1024. The default, 1, is the fastest for this
     /// project's model sizes (a second thread halves RL's speed, see docs/performance.md);
-    /// raise it for wide models and large batches, where a second thread pays 1.25-1.4x.
+    /// raise it for wide models and large batches, where a second thread pays 1.25-1.6x.
     #[arg(
         long,
         value_name = "N",
