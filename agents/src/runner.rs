@@ -425,7 +425,7 @@ impl<A: Agent> Runner<A> {
                 &serde_json::json!({
                     "event": "resume",
                     "step": self.step,
-                    "threads": tch::get_num_threads(),
+                    "threads": threads,
                     "checkpoint": loaded.path.file_name().map(|n| n.to_string_lossy().into_owned()),
                     "changes": changes,
                     "superseded": superseded.as_ref().map(|p| p.display().to_string()),
@@ -1017,8 +1017,8 @@ every = 2
             .collect()
     }
 
-    /// The learning rate is a change a resume accepts: it takes effect from the next update
-    /// and the run's history records it; the model is not.
+    /// A resume at another thread count than the run's last start or resume is accepted and
+    /// listed among its changes.
     #[test]
     fn a_resume_at_another_thread_count_says_so() {
         let dir = tempfile::tempdir().unwrap();
@@ -1030,8 +1030,9 @@ every = 2
             .train()
             .unwrap();
         let same = runner(run("train.steps=3")).resume(&run_dir).unwrap();
-        assert!(
-            same.resumed_changes().len() == 1,
+        assert_eq!(
+            same.resumed_changes().len(),
+            1,
             "{:?}",
             same.resumed_changes()
         );
@@ -1047,6 +1048,8 @@ every = 2
         assert!(said.contains(&format!("threads: saved {other}")), "{said}");
     }
 
+    /// The learning rate is a change a resume accepts: it takes effect from the next update
+    /// and the run's history records it; the model is not.
     #[test]
     fn a_resume_may_lower_the_learning_rate_and_records_it() {
         let dir = tempfile::tempdir().unwrap();
