@@ -392,22 +392,36 @@ fn shipped_specs() -> Vec<PathBuf> {
 fn shipped_sweep_specs_parse_and_their_points_validate() {
     for spec in shipped_specs() {
         let s = studies::Spec::load(&spec).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            s.base_config.is_file(),
-            "{}: base config missing",
-            spec.display()
-        );
-        // Check the first point's config with the binary (all would take too long here).
-        let points = s.points();
+        // Check each config file's first point with the binary (all points would take too
+        // long here).
         let dir = studies::SweepDir::new(std::env::temp_dir().join("unused-sweep"));
-        let mut args = vec!["train".to_string()];
-        args.extend(studies::local::config_args(&s, &dir, &points[0]));
-        args.push("--dry-run".into());
-        let out = Command::new(env!("CARGO_BIN_EXE_factorexe"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}: {}", spec.display(), text(&out));
+        let mut checked = std::collections::BTreeSet::new();
+        for point in s.points() {
+            let config = s.config_of(&point).to_path_buf();
+            assert!(
+                config.is_file(),
+                "{}: {} missing",
+                spec.display(),
+                config.display()
+            );
+            if !checked.insert(config) {
+                continue;
+            }
+            let mut args = vec!["train".to_string()];
+            args.extend(studies::local::config_args(&s, &dir, &point));
+            args.push("--dry-run".into());
+            let out = Command::new(env!("CARGO_BIN_EXE_factorexe"))
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} ({}): {}",
+                spec.display(),
+                point.name,
+                text(&out)
+            );
+        }
     }
 }
 

@@ -115,12 +115,13 @@ pub fn train_args(spec: &Spec, dir: &SweepDir, point: &Point) -> Vec<String> {
     args
 }
 
-/// `--config BASE --set ...` for a point, naming its run `<sweep>/runs/<point>`.
+/// `--config CONFIG --set ...` for a point (its own config or the base), naming its run
+/// `<sweep>/runs/<point>`.
 pub fn config_args(spec: &Spec, dir: &SweepDir, point: &Point) -> Vec<String> {
     let runs = absolute(&dir.dir.join("runs"));
     let mut args = vec![
         "--config".to_string(),
-        absolute(&spec.base_config).display().to_string(),
+        absolute(spec.config_of(point)).display().to_string(),
     ];
     for s in &point.set {
         args.push("--set".into());

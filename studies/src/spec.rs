@@ -23,6 +23,18 @@
 //!
 //! The points are the cartesian product of the axes, in order (the last axis varies
 //! fastest). Each point is named from its axis values (`decoder_layers=1,width=2-8,seed=0`).
+//!
+//! An axis over the key `config` varies the config file itself, to compare setups that differ
+//! in many keys at once (agents, say). Its values are config files relative to the spec, named
+//! in points by their file stem (`agent=cycle10_rl,seed=0`); such a spec has no `[base]
+//! config`, and `[base] set` applies on top of each file:
+//!
+//! ```toml
+//! [[axis]]
+//! name = "agent"
+//! key = "config"
+//! values = ["../cycle10_rl.toml", "../cycle10_grpo.toml"]
+//! ```
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -81,7 +93,7 @@ struct SpecFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BaseFile {
-    config: PathBuf,
+    config: Option<PathBuf>,
     #[serde(default)]
     set: toml::Table,
 }
@@ -172,8 +184,9 @@ pub struct Axis {
 pub struct Spec {
     /// The sweep's name (default directory `sweeps/<name>`).
     pub name: String,
-    /// The base config file, resolved against the spec's directory.
-    pub base_config: PathBuf,
+    /// The config file every point starts from, resolved against the spec's directory; `None`
+    /// when an axis over [`CONFIG_KEY`] gives each point its own.
+    pub base_config: Option<PathBuf>,
     /// `KEY=VALUE` overrides applied to every point, before the axes.
     pub base_set: Vec<String>,
     /// The axes, in order.
@@ -193,9 +206,16 @@ pub struct Point {
     pub name: String,
     /// (axis name, value as text) for each axis.
     pub labels: Vec<(String, String)>,
+    /// Its own config file, from an axis over [`CONFIG_KEY`] (resolved against the spec's
+    /// directory); `None`: the spec's base config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// `KEY=VALUE` overrides: the base's, then the axes'.
     pub set: Vec<String>,
 }
+
+/// The axis key that varies the config file itself instead of one key in it.
+pub const CONFIG_KEY: &str = "config";
 
 impl Spec {
     /// Reads and checks a spec file.
@@ -238,7 +258,28 @@ impl Spec {
         flatten_set(&file.base.set, "", &mut base_set);
         let mut axes = Vec::new();
         for (i, a) in file.axes.iter().enumerate() {
-            axes.push(check_axis(a, i).map_err(invalid)?);
+            let mut axis = check_axis(a, i).map_err(invalid)?;
+            resolve_config_values(&mut axis, dir)
+                .map_err(|m| invalid(format!("axis[{i}]: {m}")))?;
+            axes.push(axis);
+        }
+        let config_axis = axes.iter().any(|a| a.keys.iter().any(|k| k == CONFIG_KEY));
+        match (&file.base.config, config_axis) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "[base] config and an axis over `config` both name the config file: drop \
+                     [base] config (the axis gives each point its own)"
+                        .into(),
+                ))
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "[base] config is missing: name the config file every point starts from \
+                     (or vary it with an axis over key = \"config\")"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
         if !file.seeds.is_empty() {
             let seeds = AxisFile {
@@ -292,7 +333,7 @@ impl Spec {
         }
         let spec = Spec {
             name,
-            base_config: dir.join(&file.base.config),
+            base_config: file.base.config.as_ref().map(|c| dir.join(c)),
             base_set,
             axes,
             run: file.run,
@@ -312,6 +353,15 @@ impl Spec {
             }
         }
         Ok(spec)
+    }
+
+    /// The config file `point` starts from: its own (an axis over [`CONFIG_KEY`]) or the base.
+    pub fn config_of<'a>(&'a self, point: &'a Point) -> &'a Path {
+        match (&point.config, &self.base_config) {
+            (Some(c), _) | (None, Some(c)) => c,
+            // `parse` rejects a spec with neither.
+            (None, None) => Path::new(""),
+        }
     }
 
     /// The axes' names, in order.
@@ -336,6 +386,7 @@ impl Spec {
         let mut points = vec![Point {
             name: String::new(),
             labels: Vec::new(),
+            config: None,
             set: self.base_set.clone(),
         }];
         for axis in &self.axes {
@@ -343,10 +394,22 @@ impl Spec {
             for p in &points {
                 for vals in &axis.values {
                     let mut q = p.clone();
-                    let label = vals.iter().map(value_text).collect::<Vec<_>>().join("-");
+                    let mut label = Vec::with_capacity(vals.len());
                     for (k, v) in axis.keys.iter().zip(vals) {
-                        q.set.push(format!("{k}={}", toml_literal(v)));
+                        if k == CONFIG_KEY {
+                            let path = PathBuf::from(value_text(v));
+                            label.push(
+                                path.file_stem()
+                                    .map(|s| s.to_string_lossy().into_owned())
+                                    .unwrap_or_default(),
+                            );
+                            q.config = Some(path);
+                        } else {
+                            label.push(value_text(v));
+                            q.set.push(format!("{k}={}", toml_literal(v)));
+                        }
                     }
+                    let label = label.join("-");
                     q.labels.push((axis.name.clone(), label));
                     next.push(q);
                 }
@@ -418,6 +481,29 @@ fn check_axis(a: &AxisFile, index: usize) -> Result<Axis, String> {
         values.push(vals);
     }
     Ok(Axis { name, keys, values })
+}
+
+/// Resolves the values of a [`CONFIG_KEY`] key against the spec's directory; they must be
+/// file names (strings).
+fn resolve_config_values(axis: &mut Axis, dir: &Path) -> Result<(), String> {
+    let Some(i) = axis.keys.iter().position(|k| k == CONFIG_KEY) else {
+        return Ok(());
+    };
+    for vals in &mut axis.values {
+        match &vals[i] {
+            toml::Value::String(s) if !s.is_empty() => {
+                vals[i] = toml::Value::String(dir.join(s).display().to_string());
+            }
+            other => {
+                return Err(format!(
+                    "({}): the values of `config` are config files, e.g. \"../cycle10_rl.toml\"; \
+                     got {other}",
+                    axis.name
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `{ "train.steps" = 5, model = { heads = 2 } }` as `["train.steps=5", "model.heads=2"]`.
@@ -497,7 +583,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.name, "test");
-        assert_eq!(spec.base_config, Path::new("/sweeps/../base.toml"));
+        assert_eq!(
+            spec.base_config.as_deref(),
+            Some(Path::new("/sweeps/../base.toml"))
+        );
         assert_eq!(spec.seed_axis(), Some("seed"));
         let points = spec.points();
         assert_eq!(points.len(), 2 * 3 * 2);
@@ -545,6 +634,44 @@ mod tests {
         assert_eq!(points[1].name, "name=a_b");
     }
 
+    #[test]
+    fn a_config_axis_gives_each_point_its_own_file() {
+        let spec = parse(
+            r#"
+            [base]
+            set = { "train.steps" = 20 }
+            [[axis]]
+            key = "seed"
+            values = [0, 1]
+            [[axis]]
+            name = "agent"
+            keys = ["config", "train.batch_size"]
+            values = [["../rl.toml", 32], ["exit.toml", 256]]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(spec.base_config, None);
+        let points = spec.points();
+        let names: Vec<_> = points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "seed=0,agent=rl-32",
+                "seed=0,agent=exit-256",
+                "seed=1,agent=rl-32",
+                "seed=1,agent=exit-256"
+            ]
+        );
+        assert_eq!(spec.config_of(&points[2]), Path::new("/sweeps/../rl.toml"));
+        assert_eq!(spec.config_of(&points[3]), Path::new("/sweeps/exit.toml"));
+        // The file is the point's config, not an override.
+        assert_eq!(
+            points[3].set,
+            ["train.steps=20", "seed=1", "train.batch_size=256"]
+        );
+        assert_eq!(points[1].labels[1], ("agent".into(), "exit-256".into()));
+    }
+
     fn error(text: &str) -> String {
         parse(text).unwrap_err().to_string()
     }
@@ -588,5 +715,18 @@ mod tests {
         assert!(e.contains("share the directory name"), "{e}");
         let e = error(&format!("{base}[report]\nseed_axis = \"rep\"\n"));
         assert!(e.contains("no axis has that name"), "{e}");
+        let e = error("[[axis]]\nkey = \"seed\"\nvalues = [1]\n");
+        assert!(e.contains("missing field `base`"), "{e}");
+        let e = error("[base]\n[[axis]]\nkey = \"seed\"\nvalues = [1]\n");
+        assert!(e.contains("[base] config is missing"), "{e}");
+        let e = error(&format!(
+            "{base}[[axis]]\nkey = \"config\"\nvalues = [\"b.toml\"]\n"
+        ));
+        assert!(e.contains("both name the config file"), "{e}");
+        let e = error("[base]\n[[axis]]\nkey = \"config\"\nvalues = [3]\n");
+        assert!(e.contains("the values of `config` are config files"), "{e}");
+        let e =
+            error("[base]\n[[axis]]\nkey = \"config\"\nvalues = [\"a/x.toml\", \"b/x.toml\"]\n");
+        assert!(e.contains("share the directory name"), "{e}");
     }
 }

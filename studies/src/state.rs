@@ -60,6 +60,20 @@ pub enum StateError {
     },
 }
 
+/// Whether a recorded point and the spec's point configure the same run.
+fn same_run(recorded: &Point, now: &Point) -> bool {
+    recorded.config == now.config && recorded.set == now.set
+}
+
+/// A point's config file (when it has its own) and overrides, for messages.
+fn describe(p: &Point) -> String {
+    let set = p.set.join(" ");
+    match &p.config {
+        Some(c) => format!("config {} {set}", c.display()),
+        None => set,
+    }
+}
+
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |e| StateError::Io {
         path: path.to_path_buf(),
@@ -236,7 +250,7 @@ impl SweepDir {
                 // A point never started (its config was refused, say) takes the spec's
                 // overrides as they are now.
                 Some(r)
-                    if r.point.set != p.set
+                    if !same_run(&r.point, &p)
                         && r.attempts == 0
                         && !run_has_files(&self.run_dir(&p.name)) =>
                 {
@@ -246,12 +260,12 @@ impl SweepDir {
                         attempts: 0,
                     })
                 }
-                Some(r) if r.point.set != p.set => {
+                Some(r) if !same_run(&r.point, &p) => {
                     return Err(StateError::Mismatch {
                         dir: self.dir.clone(),
                         point: p.name.clone(),
-                        old: r.point.set.join(" "),
-                        new: p.set.join(" "),
+                        old: describe(&r.point),
+                        new: describe(&p),
                     })
                 }
                 Some(r) => points.push(r.clone()),

@@ -51,7 +51,11 @@
 //!
 //! Policy steps, `answer_supervision` and `reward = "answer_ce"` are REINFORCE's (see
 //! [`Reinforce`](super::Reinforce)). With `epochs = 1, minibatches = 1` the ratio is 1
-//! and the update is REINFORCE's with the chosen advantage.
+//! and the update is REINFORCE's with the chosen advantage; the training pass then doubles as
+//! the scoring pass (no second forward), unless the model has dropout or the update runs in
+//! micro-batches. The `answer_ce` return with answer supervision is read off the scoring pass
+//! too (it runs over the episodes with the correct answers forced in), except with dynamic
+//! sampling, which needs the returns while it collects.
 
 use std::borrow::Cow;
 
@@ -64,14 +68,15 @@ use tch::{Device, Kind, Tensor};
 use super::init::InitFrom;
 use super::reinforce::by_difficulty;
 use super::rl::{
-    answer_ce_returns, answer_supervision_loss, chain_lengths, entropy_per_chain_position,
-    leave_one_out_baseline, mean_std, pg_pass, policy_gradient_steps, with_correct_answers,
-    RewardKind, RlBatch,
+    answer_ce_returns, answer_log_likelihood, answer_supervision_loss, chain_lengths,
+    entropy_per_chain_position, grid as grid_on, leave_one_out_baseline, mean_std, pg_pass,
+    policy_gradient_steps, with_correct_answers, PgPass, RewardKind, RlBatch,
 };
 use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{Agent, AgentContext, AgentError, BuildAgent, Collector, Experience, Metrics};
 use crate::optim::AdamW;
 use crate::policy::{load_training_state, step_kinds, training_state, CotPolicy, TeacherBatch};
+use crate::profile;
 
 /// How the advantage of each policy step is estimated (`[algo] advantage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -414,8 +419,9 @@ fn select_rows(b: &TeacherBatch, idx: &Tensor) -> TeacherBatch {
 pub struct ClippedBatch {
     /// The episodes.
     pub rl: RlBatch,
-    /// The return of each row (before any KL penalty).
-    pub returns: Vec<f32>,
+    /// The return of each row (before any KL penalty); `None` when the update takes them from
+    /// its own scoring pass (see [`Clipped::returns_at_update`]).
+    pub returns: Option<Vec<f32>>,
     /// Groups whose returns were all equal and that were replaced (dynamic sampling).
     pub skipped_groups: usize,
     /// Refill rounds played (dynamic sampling).
@@ -472,6 +478,17 @@ impl Clipped {
     /// The config.
     pub fn config(&self) -> &ClippedConfig {
         &self.cfg
+    }
+
+    /// Whether the update computes the returns itself: the `answer_ce` return is the
+    /// log-likelihood of the correct answer after the sampled chain, and with answer
+    /// supervision the update's scoring pass already runs over the episodes with the correct
+    /// answers, so a second pass at collection would repeat it. Dynamic sampling needs the
+    /// returns at collection to find flat groups.
+    fn returns_at_update(&self) -> bool {
+        self.cfg.reward == RewardKind::AnswerCe
+            && self.cfg.answer_supervision > 0.0
+            && !self.cfg.dynamic_sampling
     }
 
     /// The return of each row of `batch`.
@@ -559,11 +576,20 @@ impl Agent for Clipped {
         let answer_action = self.policy.answer_action();
         let with_answers = self.cfg.needs_answers();
         let first = RlBatch::collect(ctx, self, k, answer_action, with_answers)?;
+        if self.returns_at_update() {
+            return Ok(ClippedBatch {
+                rl: first,
+                returns: None,
+                skipped_groups: 0,
+                refills: 0,
+                filled_with_skipped: 0,
+            });
+        }
         let returns = self.returns(&first)?;
         if !self.cfg.dynamic_sampling {
             return Ok(ClippedBatch {
                 rl: first,
-                returns,
+                returns: Some(returns),
                 skipped_groups: 0,
                 refills: 0,
                 filled_with_skipped: 0,
@@ -620,7 +646,7 @@ impl Agent for Clipped {
         kept_returns.push(aside_returns[..fill * k].to_vec());
         Ok(ClippedBatch {
             rl: RlBatch::concat(&kept),
-            returns: kept_returns.concat(),
+            returns: Some(kept_returns.concat()),
             skipped_groups: skipped,
             refills,
             filled_with_skipped: fill,
@@ -631,10 +657,10 @@ impl Agent for Clipped {
         let ep = &batch.rl.episodes;
         self.policy.invalidate_cache();
         let (n, t) = (ep.len(), ep.max_len());
-        if n == 0 || batch.returns.len() != n {
+        if n == 0 || batch.returns.as_ref().is_some_and(|r| r.len() != n) {
             return Err(AgentError::Incompatible(format!(
                 "a batch of {n} episodes with {} returns",
-                batch.returns.len()
+                batch.returns.as_ref().map_or(0, Vec::len)
             )));
         }
         let k = ep.samples_per_problem.max(1);
@@ -654,8 +680,44 @@ impl Agent for Clipped {
         let (chain, answer) = step_kinds(ep, answer_action);
         let pg_steps = policy_gradient_steps(&chain, &answer, supervise);
         let tb = self.policy.teacher_batch(&train_ep);
-        let (logp_old, value_old) = self.score(&self.policy, &tb, n);
-        let logp_ref = self.reference.as_ref().map(|r| self.score(r, &tb, n).0);
+        let flops = if profile::enabled() {
+            self.policy.teacher_flops(&train_ep)
+        } else {
+            0.0
+        };
+        // One optimizer step on the whole batch: the behaviour policy is the one being
+        // trained, so the training pass itself holds the behaviour scores (ratio 1), and a
+        // separate scoring pass would compute the same numbers again. Not with dropout (the
+        // behaviour scores are taken without it) or micro-batches (the pass would keep every
+        // part's graph at once).
+        let mut single_pass = (self.cfg.epochs == 1
+            && minibatches == 1
+            && self.micro_batches == 1
+            && self.policy.model().config().dropout == 0.0)
+            .then(|| {
+                let _phase = profile::phase("forward");
+                profile::add_flops("forward", || flops);
+                pg_pass(&self.policy, &tb, None, true)
+            });
+        let (logp_old, value_old) = match &single_pass {
+            Some(pass) => (pass.logp.detach(), pass.value.detach()),
+            None => {
+                let _phase = profile::phase("score");
+                profile::add_flops("score", || flops);
+                self.score(&self.policy, &tb, n)
+            }
+        };
+        let returns = match batch.returns {
+            Some(r) => r,
+            // `train_ep` holds the correct answers (answer supervision): the answer steps'
+            // log-probabilities are the `answer_ce` return.
+            None => answer_log_likelihood(&logp_old, &grid_on(&answer, n, t, logp_old.device()))?,
+        };
+        let logp_ref = self.reference.as_ref().map(|r| {
+            let _phase = profile::phase("score");
+            profile::add_flops("score", || flops);
+            self.score(r, &tb, n).0
+        });
         // The per-step KL penalty in the reward, on policy steps.
         let penalty: Vec<f32> = match (&logp_ref, self.cfg.kl_in_reward) {
             (Some(lr), true) => to_vec(&(&logp_old - lr))?
@@ -665,7 +727,7 @@ impl Agent for Clipped {
                 .collect(),
             _ => vec![0f32; n * t],
         };
-        let returns = &batch.returns;
+        let returns = &returns;
         let (r_mean, r_std) = mean_std(returns);
         let gae_mode = self.cfg.advantage == AdvantageKind::Gae;
         let mut adv = vec![0f32; n * t];
@@ -745,8 +807,20 @@ impl Agent for Clipped {
                     let rows: Vec<i64> = mb[part.clone()].iter().map(|&i| i as i64).collect();
                     let idx = Tensor::from_slice(&rows);
                     let idx_dev = idx.to_device(dev);
-                    let pass = pg_pass(&self.policy, &select_rows(&tb, &idx), None, true);
                     let pick = |x: &Tensor| x.index_select(0, &idx_dev);
+                    let pass = match single_pass.take() {
+                        // The one minibatch is the whole batch, shuffled.
+                        Some(p) => PgPass {
+                            logp: pick(&p.logp),
+                            entropy: pick(&p.entropy),
+                            value: pick(&p.value),
+                        },
+                        None => {
+                            let _phase = profile::phase("forward");
+                            profile::add_flops("forward", || flops * part.len() as f64 / n as f64);
+                            pg_pass(&self.policy, &select_rows(&tb, &idx), None, true)
+                        }
+                    };
                     let (m, a) = (pick(&pg_t), pick(&adv_t));
                     let w = Tensor::from_slice(&weights[part.start * t..part.end * t])
                         .view([part.len() as i64, t as i64])
@@ -784,7 +858,14 @@ impl Agent for Clipped {
                         tally.supervision += ce.double_value(&[]);
                         loss += ce * self.cfg.answer_supervision;
                     }
-                    loss.backward();
+                    {
+                        let _phase = profile::phase("backward");
+                        // The backward pass of a matmul costs two forward ones.
+                        profile::add_flops("backward", || {
+                            2.0 * flops * part.len() as f64 / n as f64
+                        });
+                        loss.backward();
+                    }
                     tch::no_grad(|| {
                         let masked = |x: Tensor| (x * &m).sum(Kind::Float).double_value(&[]);
                         let r = ratio.detach();
@@ -1133,6 +1214,59 @@ sampled = false
         assert!(crate::registry::build(&cfg, &env, Device::Cpu).is_ok());
     }
 
+    /// The `answer_ce` returns the update takes from its scoring pass are the ones a separate
+    /// pass at collection computes: the same batch updated either way gives the same weights
+    /// and reward statistics.
+    #[test]
+    fn answer_ce_returns_from_the_scoring_pass_equal_a_separate_pass() {
+        let cfg = crate::testing::config(TINY, &["train.batch_size=8", "env.max_chain_len=2"]);
+        let env = cfg.env.build().unwrap();
+        let settings = ClippedConfig {
+            samples_per_problem: 4,
+            reward: RewardKind::AnswerCe,
+            answer_supervision: 1.0,
+            ..ClippedConfig::default()
+        };
+        let sampler = cfg.train.sampler().unwrap();
+        let run = |at_collection: bool| {
+            let mut agent =
+                Clipped::new(&AgentContext::new(&cfg, &env, Device::Cpu), &settings).unwrap();
+            assert!(agent.returns_at_update());
+            let mut lockstep = Lockstep::new(&env, 1);
+            let mut ctx = Collector::new(&env, &mut lockstep, &sampler, 8, 3, 4);
+            let mut batch = agent.collect(&mut ctx).unwrap();
+            assert!(batch.returns.is_none());
+            if at_collection {
+                batch.returns = Some(agent.returns(&batch.rl).unwrap());
+            }
+            let metrics = agent.update(batch).unwrap();
+            let weights: Vec<f32> = agent
+                .policy
+                .param_tensors()
+                .into_iter()
+                .flat_map(|(_, x)| Vec::<f32>::try_from(x.flatten(0, -1)).unwrap())
+                .collect();
+            (
+                metrics.get("reward_mean"),
+                metrics.get("reward_std"),
+                weights,
+            )
+        };
+        let (mean_a, std_a, w_a) = run(true);
+        let (mean_b, std_b, w_b) = run(false);
+        assert!(
+            mean_a.is_some_and(|m| m < 0.0),
+            "answer-CE returns are log-likelihoods"
+        );
+        assert_eq!((mean_a, std_a), (mean_b, std_b));
+        let diff = w_a
+            .iter()
+            .zip(&w_b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-6, "weights differ by {diff}");
+    }
+
     /// Dynamic sampling keeps the batch at `batch_size` groups, replaces groups of equal
     /// returns with fresh problems, keeps each row's return aligned with its episode, and
     /// draws the same batch again from the same seeds.
@@ -1158,7 +1292,11 @@ sampled = false
         let (batch, played) = collect();
         let ep = &batch.rl.episodes;
         assert_eq!(ep.len(), 8 * 4);
-        assert_eq!(batch.returns, ep.returns(), "returns follow their rows");
+        let returns = batch
+            .returns
+            .clone()
+            .expect("dynamic sampling returns at collection");
+        assert_eq!(returns, ep.returns(), "returns follow their rows");
         // An untrained policy answers 1 in 5 at random: with K = 4 about 40% of the groups
         // are all wrong, so some were replaced (deterministic for these seeds).
         assert!(batch.skipped_groups > 0 && batch.refills > 0, "{batch:?}");
@@ -1167,8 +1305,7 @@ sampled = false
             32 * (1 + batch.refills as u64),
             "every round counts"
         );
-        let flat = batch
-            .returns
+        let flat = returns
             .chunks(4)
             .filter(|g| g.iter().all(|&r| r == g[0]))
             .count();
@@ -1228,13 +1365,15 @@ sampled = false
 
     /// One epoch of one minibatch with the leave-one-out advantage and REINFORCE's
     /// aggregation is REINFORCE with the group baseline: from one seed, both sample the same
-    /// episodes and end with the same weights after three updates.
+    /// episodes and end with the same weights after three updates, whether the behaviour
+    /// scores come from the training pass itself or from a separate pass (micro-batches).
     #[test]
     fn one_epoch_rloo_with_sequence_sum_is_reinforce() {
-        let run = |algo: &str, epochs: usize| {
+        let run = |algo: &str, epochs: usize, micro_batches: usize| {
             let text = format!(
                 "seed = 3\n[env]\nname = \"cycle\"\nlength = 5\nmax_chain_len = 2\n\
                  [train]\nsteps = 3\nbatch_size = 4\nlevels = [1, 2]\n\
+                 micro_batches = {micro_batches}\n\
                  [algo]\nname = \"{algo}\"\nsamples_per_problem = 4\nreward = \"answer_ce\"\n\
                  answer_supervision = 1.0\nentropy_weight = 0.0\n{}\n\
                  [model]\nheads = 2\nhead_dim = 8\nmlp_factor = 2\ndecoder_layers = 1\n\
@@ -1265,11 +1404,15 @@ sampled = false
                 .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
                 .fold(0.0f32, f32::max)
         };
-        let reinforce = run("reinforce", 1);
-        let same = max_diff(&run("ppo", 1), &reinforce);
+        let reinforce = run("reinforce", 1, 1);
+        // One pass that is both the behaviour scores and the training pass.
+        let same = max_diff(&run("ppo", 1, 1), &reinforce);
         assert!(same < 1e-5, "one epoch differs from REINFORCE by {same}");
+        // A separate scoring pass (taken with micro-batches) gives the same update.
+        let scored = max_diff(&run("ppo", 1, 2), &reinforce);
+        assert!(scored < 1e-5, "one scored epoch differs from REINFORCE by {scored}");
         // The comparison can fail: a second epoch moves the weights away from REINFORCE's.
-        let other = max_diff(&run("ppo", 2), &reinforce);
+        let other = max_diff(&run("ppo", 2, 1), &reinforce);
         assert!(
             other > 1e-3,
             "two epochs differ from REINFORCE by only {other}"

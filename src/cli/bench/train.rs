@@ -23,8 +23,9 @@ use super::TrainArgs;
 /// The phases the report shows under each part of an update, in order; a phase an agent
 /// reports that is not listed here is shown under `update` after them.
 const ROLLOUT_PHASES: [&str; 2] = [agents::policy::ROLLOUT_MODEL, "rollout_sample"];
-const UPDATE_PHASES: [&str; 6] = [
+const UPDATE_PHASES: [&str; 7] = [
     "answer_ce",
+    "score",
     "forward",
     "loss",
     "backward",
