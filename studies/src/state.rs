@@ -69,6 +69,7 @@ fn same_run(recorded: &Point, now: &Point) -> bool {
 fn describe(p: &Point) -> String {
     let set = p.set.join(" ");
     match &p.config {
+        Some(c) if set.is_empty() => format!("config {}", c.display()),
         Some(c) => format!("config {} {set}", c.display()),
         None => set,
     }
@@ -451,6 +452,32 @@ mod tests {
             .open(&spec("{ \"train.steps\" = 5 }", "[0]"))
             .unwrap_err();
         assert!(e.to_string().contains("seed=0 has other overrides"), "{e}");
+    }
+
+    /// A point of a config axis whose file moved is another run: refused once it has run.
+    #[test]
+    fn a_point_whose_config_file_changed_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SweepDir::new(tmp.path().join("s"));
+        let spec = |file: &str| {
+            let text = format!(
+                "[base]\n[[axis]]\nname = \"agent\"\nkey = \"config\"\nvalues = [\"{file}\"]\n"
+            );
+            Spec::parse(&text, "t.toml", "t", Path::new(".")).unwrap()
+        };
+        let mut state = dir.open(&spec("a/x.toml")).unwrap();
+        assert_eq!(state.points[0].point.name, "agent=x");
+        state.points[0].attempts = 1;
+        dir.save_outcome(&state.points[0]).unwrap();
+        assert!(
+            dir.open(&spec("a/x.toml")).is_ok(),
+            "the same file is the same run"
+        );
+        let e = dir.open(&spec("b/x.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("agent=x has other overrides (config ./a/x.toml)"),
+            "{e}"
+        );
     }
 
     #[test]

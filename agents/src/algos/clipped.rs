@@ -1410,7 +1410,10 @@ sampled = false
         assert!(same < 1e-5, "one epoch differs from REINFORCE by {same}");
         // A separate scoring pass (taken with micro-batches) gives the same update.
         let scored = max_diff(&run("ppo", 1, 2), &reinforce);
-        assert!(scored < 1e-5, "one scored epoch differs from REINFORCE by {scored}");
+        assert!(
+            scored < 1e-5,
+            "one scored epoch differs from REINFORCE by {scored}"
+        );
         // The comparison can fail: a second epoch moves the weights away from REINFORCE's.
         let other = max_diff(&run("ppo", 2, 1), &reinforce);
         assert!(
