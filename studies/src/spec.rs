@@ -679,54 +679,56 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let base = "[base]\nconfig = \"a.toml\"\n";
-        let e = error(&format!("{base}[[axis]]\nkey = \"seed\"\nvalues = []\n"));
-        assert!(e.contains("`values` is empty"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"seed\"\nvalues = [1, 1]\n"
-        ));
-        assert!(e.contains("appears twice"), "{e}");
-        let e = error(&format!(
-            "seeds = [1]\n{base}[[axis]]\nkey = \"seed\"\nvalues = [1, 2]\n"
-        ));
-        assert!(e.contains("two axes are named \"seed\""), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"seed\"\nvalues = [1]\n[[axis]]\nname = \"s\"\nkey = \"seed\"\nvalues = [2]\n"
-        ));
-        assert!(e.contains("set by two axes"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkeys = [\"a.b\", \"c.d\"]\nvalues = [[1, 2], [3]]\n"
-        ));
-        assert!(e.contains("list of 2 values"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"a\"\nkeys = [\"b\"]\nvalues = [1]\n"
-        ));
-        assert!(e.contains("either `key` or `keys`"), "{e}");
-        let e = error(&format!("{base}[[axis]]\nkey = \"a\"\nvalue = [1]\n"));
-        assert!(e.contains("value"), "{e}");
-        let e = error("[base]\nconfig = \"a.toml\"\nsed = [1]\n");
-        assert!(e.contains("unknown field `sed`"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"name\"\nvalues = [\"x\"]\n"
-        ));
-        assert!(e.contains("cannot be an axis"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"env.name\"\nvalues = [\"a/b\", \"a_b\"]\n"
-        ));
-        assert!(e.contains("share the directory name"), "{e}");
-        let e = error(&format!("{base}[report]\nseed_axis = \"rep\"\n"));
-        assert!(e.contains("no axis has that name"), "{e}");
-        let e = error("[[axis]]\nkey = \"seed\"\nvalues = [1]\n");
-        assert!(e.contains("missing field `base`"), "{e}");
-        let e = error("[base]\n[[axis]]\nkey = \"seed\"\nvalues = [1]\n");
-        assert!(e.contains("[base] config is missing"), "{e}");
-        let e = error(&format!(
-            "{base}[[axis]]\nkey = \"config\"\nvalues = [\"b.toml\"]\n"
-        ));
-        assert!(e.contains("both name the config file"), "{e}");
-        let e = error("[base]\n[[axis]]\nkey = \"config\"\nvalues = [3]\n");
-        assert!(e.contains("the values of `config` are config files"), "{e}");
-        let e =
-            error("[base]\n[[axis]]\nkey = \"config\"\nvalues = [\"a/x.toml\", \"b/x.toml\"]\n");
-        assert!(e.contains("share the directory name"), "{e}");
+        let axis = |rest: &str| format!("{base}[[axis]]\n{rest}");
+        let cases = [
+            (axis("key = \"seed\"\nvalues = []\n"), "`values` is empty"),
+            (axis("key = \"seed\"\nvalues = [1, 1]\n"), "appears twice"),
+            (
+                format!("seeds = [1]\n{}", axis("key = \"seed\"\nvalues = [1, 2]\n")),
+                "two axes are named \"seed\"",
+            ),
+            (
+                axis("key = \"seed\"\nvalues = [1]\n[[axis]]\nname = \"s\"\nkey = \"seed\"\nvalues = [2]\n"),
+                "set by two axes",
+            ),
+            (
+                axis("keys = [\"a.b\", \"c.d\"]\nvalues = [[1, 2], [3]]\n"),
+                "list of 2 values",
+            ),
+            (
+                axis("key = \"a\"\nkeys = [\"b\"]\nvalues = [1]\n"),
+                "either `key` or `keys`",
+            ),
+            (axis("key = \"a\"\nvalue = [1]\n"), "value"),
+            (format!("{base}sed = [1]\n"), "unknown field `sed`"),
+            (axis("key = \"name\"\nvalues = [\"x\"]\n"), "cannot be an axis"),
+            (
+                axis("key = \"env.name\"\nvalues = [\"a/b\", \"a_b\"]\n"),
+                "share the directory name",
+            ),
+            (format!("{base}[report]\nseed_axis = \"rep\"\n"), "no axis has that name"),
+            ("[[axis]]\nkey = \"seed\"\nvalues = [1]\n".into(), "missing field `base`"),
+            (
+                "[base]\n[[axis]]\nkey = \"seed\"\nvalues = [1]\n".into(),
+                "[base] config is missing",
+            ),
+            (
+                axis("key = \"config\"\nvalues = [\"b.toml\"]\n"),
+                "both name the config file",
+            ),
+            (
+                "[base]\n[[axis]]\nkey = \"config\"\nvalues = [3]\n".into(),
+                "the values of `config` are config files",
+            ),
+            (
+                "[base]\n[[axis]]\nkey = \"config\"\nvalues = [\"a/x.toml\", \"b/x.toml\"]\n"
+                    .into(),
+                "share the directory name",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = error(&text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }
