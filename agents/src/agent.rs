@@ -234,6 +234,9 @@ pub struct AgentContext<'a> {
     pub steps: u64,
     /// Micro-batches each update is split into (gradient accumulation).
     pub micro_batches: usize,
+    /// Whether the agent may split updates over threads (`train.data_parallel`; see
+    /// [`crate::parallel::DataParallel`]).
+    pub data_parallel: bool,
     /// The run's seed (weights are drawn from it).
     pub seed: u64,
     /// Where the model lives.
@@ -251,6 +254,7 @@ impl<'a> AgentContext<'a> {
             batch_size: cfg.train.batch_size,
             steps: cfg.train.steps,
             micro_batches: cfg.train.micro_batches.max(1),
+            data_parallel: cfg.train.data_parallel,
             seed: cfg.seed,
             device,
         }

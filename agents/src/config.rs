@@ -113,6 +113,13 @@ pub struct TrainConfig {
     /// Gradient accumulation: each update's batch is processed in this many micro-batches
     /// whose gradients add up to the full batch's, `>= 1`.
     pub micro_batches: usize,
+    /// With `--threads N > 1` on the CPU, agents that support it (`supervised`,
+    /// `cot_supervised`) split each update's batch into N shards computed at the same time,
+    /// each by one thread on its own copy of the model, and sum their gradients (the same
+    /// gradient up to float rounding, usually much faster for these small models); each
+    /// shard is further split into `micro_batches`. `false`: one pass whose ops libtorch's
+    /// threads share.
+    pub data_parallel: bool,
     /// Difficulty levels to train on.
     pub levels: Levels,
     /// How levels are drawn.
@@ -132,6 +139,7 @@ impl Default for TrainConfig {
             steps: 1000,
             batch_size: 256,
             micro_batches: 1,
+            data_parallel: true,
             levels: Levels::Many(vec![1, 2, 3]),
             sampler: SamplerKind::Uniform,
             threshold: 0.95,

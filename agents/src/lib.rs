@@ -46,8 +46,8 @@
 #![warn(missing_docs)]
 
 // Layers, each using only those above it: files, profile, optim, model, checkpoint, logging,
-// config, device, error; searchers; act, policy, rollout; agent; search_eval; algos; registry; eval,
-// probe, compare; runner; train; testing.
+// config, device, error; searchers; act, policy, parallel, rollout; agent; search_eval; algos;
+// registry; eval, probe, compare; runner; train; testing.
 pub mod act;
 pub mod agent;
 pub mod algos;
@@ -62,6 +62,7 @@ pub mod logging;
 pub mod memory;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod policy;
 pub mod probe;
 pub mod profile;

@@ -128,6 +128,36 @@ impl CotPolicy {
         })
     }
 
+    /// A second policy with the same architecture and a copy of these weights (no shared
+    /// storage, no gradients, no KV cache), for work on another thread. Draws nothing from
+    /// libtorch's RNG, so making one does not change the run's random stream.
+    pub fn replica(&self) -> Result<CotPolicy, AgentError> {
+        let mut vs = VarStore::new(self.device);
+        let model = CotTransformer::with_seed(
+            &(vs.root() / "net"),
+            self.model.config(),
+            self.model.layout(),
+            0,
+        )?;
+        vs.copy(&self.vs)?;
+        Ok(CotPolicy {
+            vs,
+            model,
+            fields: self.fields.clone(),
+            num_actions: self.num_actions,
+            device: self.device,
+            cache: None,
+        })
+    }
+
+    /// Overwrites these weights with `source`'s (a policy of the same architecture, such as
+    /// one made by [`CotPolicy::replica`]).
+    pub fn copy_weights_from(&mut self, source: &CotPolicy) -> Result<(), AgentError> {
+        self.cache = None;
+        self.vs.copy(&source.vs)?;
+        Ok(())
+    }
+
     /// The model.
     pub fn model(&self) -> &CotTransformer {
         &self.model

@@ -23,6 +23,7 @@ use crate::agent::{
     Metrics,
 };
 use crate::optim::{micro_batches, AdamW};
+use crate::parallel::DataParallel;
 use crate::policy::{
     load_training_state, step_kinds, token_stats, training_state, weighted_sum, CotPolicy,
 };
@@ -73,6 +74,7 @@ pub struct CotSupervised {
     opt: AdamW,
     cfg: CotSupervisedConfig,
     micro_batches: usize,
+    parallel: DataParallel,
 }
 
 impl CotSupervised {
@@ -86,6 +88,7 @@ impl CotSupervised {
             opt,
             cfg: cfg.clone(),
             micro_batches: ctx.micro_batches.max(1),
+            parallel: DataParallel::new(ctx.data_parallel),
         })
     }
 
@@ -93,39 +96,45 @@ impl CotSupervised {
     pub fn optimizer(&self) -> &AdamW {
         &self.opt
     }
+}
 
-    /// Accumulates the gradient of the loss over `episodes` (normalized by the counts of the
-    /// full batch, so micro-batches add up to it) and returns the metric sums.
-    fn accumulate(&self, ep: &Episodes, n_chain: f64, n_answer: f64) -> [f64; 6] {
-        let forward = crate::profile::phase("forward");
-        let b = self.policy.teacher_batch(ep);
-        crate::profile::add_flops("forward", || self.policy.teacher_flops(ep));
-        crate::profile::add_flops("backward", || 2.0 * self.policy.teacher_flops(ep));
-        let model = self.policy.model();
-        let enc = model.encode(&b.input, &b.difficulty, true);
-        let heads = model.forward_chain(&enc, &b.prev, true);
-        let dev = heads.logits.device();
-        let chain = b.chain.to_device(dev);
-        let answer = b.answer.to_device(dev);
-        let s = token_stats(&heads.logits, &b.mask, &b.targets);
-        let chain_ce = (&s.ce * &chain).sum(Kind::Float);
-        let answer_ce = (&s.ce * &answer).sum(Kind::Float);
-        let loss = &chain_ce * (self.cfg.chain_weight / n_chain.max(1.0))
-            + &answer_ce * (self.cfg.answer_weight / n_answer.max(1.0));
-        drop(forward);
-        {
-            let _phase = crate::profile::phase("backward");
-            loss.backward();
-        }
-        [
-            chain_ce.double_value(&[]),
-            answer_ce.double_value(&[]),
-            weighted_sum(&s.correct, &chain),
-            weighted_sum(&s.correct, &answer),
-            weighted_sum(&s.entropy, &chain),
-            loss.double_value(&[]),
-        ]
+/// Accumulates the gradient of the loss over `episodes` (normalized by the counts of the
+/// full batch, so micro-batches add up to it) and returns the metric sums.
+fn accumulate(
+    policy: &CotPolicy,
+    cfg: &CotSupervisedConfig,
+    ep: &Episodes,
+    n_chain: f64,
+    n_answer: f64,
+) -> [f64; 6] {
+    let forward = crate::profile::phase("forward");
+    let b = policy.teacher_batch(ep);
+    crate::profile::add_flops("forward", || policy.teacher_flops(ep));
+    crate::profile::add_flops("backward", || 2.0 * policy.teacher_flops(ep));
+    let model = policy.model();
+    let enc = model.encode(&b.input, &b.difficulty, true);
+    let heads = model.forward_chain(&enc, &b.prev, true);
+    let dev = heads.logits.device();
+    let chain = b.chain.to_device(dev);
+    let answer = b.answer.to_device(dev);
+    let s = token_stats(&heads.logits, &b.mask, &b.targets);
+    let chain_ce = (&s.ce * &chain).sum(Kind::Float);
+    let answer_ce = (&s.ce * &answer).sum(Kind::Float);
+    let loss = &chain_ce * (cfg.chain_weight / n_chain.max(1.0))
+        + &answer_ce * (cfg.answer_weight / n_answer.max(1.0));
+    drop(forward);
+    {
+        let _phase = crate::profile::phase("backward");
+        loss.backward();
     }
+    [
+        chain_ce.double_value(&[]),
+        answer_ce.double_value(&[]),
+        weighted_sum(&s.correct, &chain),
+        weighted_sum(&s.correct, &answer),
+        weighted_sum(&s.entropy, &chain),
+        loss.double_value(&[]),
+    ]
 }
 
 impl Agent for CotSupervised {
@@ -159,15 +168,22 @@ impl Agent for CotSupervised {
         let n_chain: f64 = chain.iter().map(|&x| x as f64).sum();
         let n_answer: f64 = answer.iter().map(|&x| x as f64).sum();
         self.opt.zero_grad();
+        let (n, cfg, parts) = (ep.len(), &self.cfg, self.micro_batches);
+        let shards = self.parallel.run(&mut self.policy, n, |policy, shard| {
+            let mut sums = [0f64; 6];
+            for r in micro_batches(shard.len(), parts) {
+                let rows = shard.start + r.start..shard.start + r.end;
+                let part = (rows.len() < n).then(|| ep.rows(rows));
+                let s = accumulate(policy, cfg, part.as_ref().unwrap_or(ep), n_chain, n_answer);
+                for (acc, x) in sums.iter_mut().zip(s) {
+                    *acc += x;
+                }
+            }
+            Ok(sums)
+        })?;
         let mut sums = [0f64; 6];
-        for r in micro_batches(ep.len(), self.micro_batches) {
-            let part = if r.len() == ep.len() {
-                None
-            } else {
-                Some(ep.rows(r))
-            };
-            let s = self.accumulate(part.as_ref().unwrap_or(ep), n_chain, n_answer);
-            for (acc, x) in sums.iter_mut().zip(s) {
+        for shard in &shards {
+            for (acc, x) in sums.iter_mut().zip(shard) {
                 *acc += x;
             }
         }

@@ -25,6 +25,7 @@ use crate::agent::{
 };
 use crate::model::ModelLayout;
 use crate::optim::{micro_batches, AdamW};
+use crate::parallel::DataParallel;
 use crate::policy::{load_training_state, token_stats, training_state, weighted_sum, CotPolicy};
 
 /// Which part of the model produces the answer.
@@ -53,6 +54,7 @@ pub struct Supervised {
     opt: AdamW,
     readout: Readout,
     micro_batches: usize,
+    parallel: DataParallel,
 }
 
 impl Supervised {
@@ -66,6 +68,7 @@ impl Supervised {
             optim,
             steps,
             micro_batches,
+            data_parallel,
             seed,
             device,
             ..
@@ -91,6 +94,7 @@ impl Supervised {
             opt,
             readout: cfg.readout,
             micro_batches: micro_batches.max(1),
+            parallel: DataParallel::new(data_parallel),
         })
     }
 
@@ -148,60 +152,60 @@ impl Supervised {
         }
         Ok(out)
     }
+}
 
-    /// Accumulates the answer loss of `ep` (answer-only episodes), normalized by `n_answer`
-    /// answer tokens in the full batch; returns (CE sum, correct sum).
-    fn accumulate(&self, ep: &Episodes, n_answer: f64) -> (f64, f64) {
-        let model = self.policy.model();
-        let forward = crate::profile::phase("forward");
-        // Without a chain decoder (the answer head) this counts the answer-only pass.
-        crate::profile::add_flops("forward", || self.policy.teacher_flops(ep));
-        crate::profile::add_flops("backward", || 2.0 * self.policy.teacher_flops(ep));
-        let (loss, ce, correct) = match self.readout {
-            Readout::Decoder => {
-                let b = self.policy.teacher_batch(ep);
-                let enc = model.encode(&b.input, &b.difficulty, true);
-                let heads = model.forward_chain(&enc, &b.prev, true);
-                let answer = b.answer.to_device(heads.logits.device());
-                let s = token_stats(&heads.logits, &b.mask, &b.targets);
-                let ce = (&s.ce * &answer).sum(Kind::Float);
-                let correct = weighted_sum(&s.correct, &answer);
-                (&ce / n_answer.max(1.0), ce, correct)
-            }
-            Readout::AnswerHead => {
-                let first = ep.tokens.index_axis(Axis(1), 0);
-                let (input, difficulty) = self.policy.problem_tensors(first);
-                let enc = model.encode(&input, &difficulty, true);
-                let logits = model.answer_only(&enc);
-                let len = logits.size()[1] as usize;
-                let targets: Vec<i64> = (0..ep.len())
-                    .flat_map(|i| (0..len).map(move |k| (i, k)))
-                    .map(|(i, k)| ep.actions[[i, k + 1]].max(0))
-                    .collect();
-                let targets = Tensor::from_slice(&targets)
-                    .view([ep.len() as i64, len as i64])
-                    .to_device(logits.device());
-                let logp = logits.log_softmax(-1, Kind::Float);
-                let ce = -logp
-                    .gather(-1, &targets.unsqueeze(-1), false)
-                    .sum(Kind::Float);
-                let correct = tch::no_grad(|| {
-                    logp.argmax(-1, false)
-                        .eq_tensor(&targets)
-                        .to_kind(Kind::Float)
-                        .sum(Kind::Float)
-                        .double_value(&[])
-                });
-                (&ce / n_answer.max(1.0), ce, correct)
-            }
-        };
-        drop(forward);
-        {
-            let _phase = crate::profile::phase("backward");
-            loss.backward();
+/// Accumulates the answer loss of `ep` (answer-only episodes), normalized by `n_answer`
+/// answer tokens in the full batch; returns (CE sum, correct sum).
+fn accumulate(policy: &CotPolicy, readout: Readout, ep: &Episodes, n_answer: f64) -> (f64, f64) {
+    let model = policy.model();
+    let forward = crate::profile::phase("forward");
+    // Without a chain decoder (the answer head) this counts the answer-only pass.
+    crate::profile::add_flops("forward", || policy.teacher_flops(ep));
+    crate::profile::add_flops("backward", || 2.0 * policy.teacher_flops(ep));
+    let (loss, ce, correct) = match readout {
+        Readout::Decoder => {
+            let b = policy.teacher_batch(ep);
+            let enc = model.encode(&b.input, &b.difficulty, true);
+            let heads = model.forward_chain(&enc, &b.prev, true);
+            let answer = b.answer.to_device(heads.logits.device());
+            let s = token_stats(&heads.logits, &b.mask, &b.targets);
+            let ce = (&s.ce * &answer).sum(Kind::Float);
+            let correct = weighted_sum(&s.correct, &answer);
+            (&ce / n_answer.max(1.0), ce, correct)
         }
-        (ce.double_value(&[]), correct)
+        Readout::AnswerHead => {
+            let first = ep.tokens.index_axis(Axis(1), 0);
+            let (input, difficulty) = policy.problem_tensors(first);
+            let enc = model.encode(&input, &difficulty, true);
+            let logits = model.answer_only(&enc);
+            let len = logits.size()[1] as usize;
+            let targets: Vec<i64> = (0..ep.len())
+                .flat_map(|i| (0..len).map(move |k| (i, k)))
+                .map(|(i, k)| ep.actions[[i, k + 1]].max(0))
+                .collect();
+            let targets = Tensor::from_slice(&targets)
+                .view([ep.len() as i64, len as i64])
+                .to_device(logits.device());
+            let logp = logits.log_softmax(-1, Kind::Float);
+            let ce = -logp
+                .gather(-1, &targets.unsqueeze(-1), false)
+                .sum(Kind::Float);
+            let correct = tch::no_grad(|| {
+                logp.argmax(-1, false)
+                    .eq_tensor(&targets)
+                    .to_kind(Kind::Float)
+                    .sum(Kind::Float)
+                    .double_value(&[])
+            });
+            (&ce / n_answer.max(1.0), ce, correct)
+        }
+    };
+    drop(forward);
+    {
+        let _phase = crate::profile::phase("backward");
+        loss.backward();
     }
+    (ce.double_value(&[]), correct)
 }
 
 impl Agent for Supervised {
@@ -287,17 +291,21 @@ impl Agent for Supervised {
         let ep = self.answer_only_episodes(ep)?;
         let n_answer: f64 = ep.lengths.iter().map(|&l| l.saturating_sub(1) as f64).sum();
         self.opt.zero_grad();
-        let (mut ce, mut correct) = (0.0, 0.0);
-        for r in micro_batches(ep.len(), self.micro_batches) {
-            let part = if r.len() == ep.len() {
-                None
-            } else {
-                Some(ep.rows(r))
-            };
-            let (c, k) = self.accumulate(part.as_ref().unwrap_or(&ep), n_answer);
-            ce += c;
-            correct += k;
-        }
+        let (n, readout, parts) = (ep.len(), self.readout, self.micro_batches);
+        let shards = self.parallel.run(&mut self.policy, n, |policy, shard| {
+            let (mut ce, mut correct) = (0.0, 0.0);
+            for r in micro_batches(shard.len(), parts) {
+                let rows = shard.start + r.start..shard.start + r.end;
+                let part = (rows.len() < n).then(|| ep.rows(rows));
+                let (c, k) = accumulate(policy, readout, part.as_ref().unwrap_or(&ep), n_answer);
+                ce += c;
+                correct += k;
+            }
+            Ok((ce, correct))
+        })?;
+        let (ce, correct) = shards
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (c, k)| (a + c, b + k));
         let stats = self.opt.step()?;
         let na = n_answer.max(1.0);
         let mut m = Metrics::default();

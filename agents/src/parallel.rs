@@ -1,0 +1,210 @@
+//! Data parallelism over CPU threads: an update's batch split into one shard per thread,
+//! each shard's forward and backward pass run at the same time on its own copy of the
+//! model with one libtorch thread, and the shards' gradients summed into the model.
+//!
+//! Why: the models here are small, and libtorch's intra-op threads split each op of one
+//! pass between the cores; most ops are too small for that to pay (a second thread made the
+//! answer-only step 1.35-1.75x faster), while two independent one-thread passes over half
+//! the batch each run at nearly a single thread's full speed (docs/performance.md). The
+//! summed gradient equals the one-pass gradient up to float rounding, like micro-batches.
+//!
+//! The shards are contiguous ranges of the batch in a fixed order and their gradients are
+//! added in that order, so a run is deterministic for a given thread count.
+//!
+//! ```
+//! use agents::parallel::{shard_count, DataParallel};
+//! use tch::Device;
+//!
+//! // With two libtorch threads on the CPU, a batch of 512 rows is two shards of 256.
+//! assert_eq!(shard_count(true, 2, Device::Cpu, 512), 2);
+//! // Off (`train.data_parallel = false`), or with one thread, it is one.
+//! assert_eq!(shard_count(false, 2, Device::Cpu, 512), 1);
+//! assert_eq!(shard_count(true, 1, Device::Cpu, 512), 1);
+//! let _splitter = DataParallel::new(true);
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use tch::{Device, Tensor};
+
+use crate::error::AgentError;
+use crate::optim::micro_batches;
+use crate::policy::CotPolicy;
+use crate::profile;
+
+/// Fewest rows per shard: below this a shard's ops are too small to be worth a thread.
+pub const MIN_ROWS_PER_SHARD: usize = 16;
+
+/// Copies of a policy, one per extra thread, kept between updates (see the module doc).
+#[derive(Debug, Default)]
+pub struct DataParallel {
+    enabled: bool,
+    replicas: Vec<CotPolicy>,
+}
+
+impl DataParallel {
+    /// A splitter; `enabled = false` runs every update as one shard on libtorch's threads.
+    pub fn new(enabled: bool) -> Self {
+        DataParallel {
+            enabled,
+            replicas: Vec::new(),
+        }
+    }
+
+    /// How many shards an update of `rows` rows of `policy` takes now: libtorch's thread
+    /// count when enabled, on the CPU, without dropout, and every shard would have at least
+    /// [`MIN_ROWS_PER_SHARD`] rows; otherwise 1. Dropout masks come from libtorch's one
+    /// global generator, whose draws concurrent shards would interleave in no fixed order
+    /// (the run would no longer be reproducible), so a model with dropout is not split.
+    pub fn shards(&self, policy: &CotPolicy, rows: usize) -> usize {
+        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1);
+        let enabled = self.enabled && policy.model().config().dropout == 0.0;
+        shard_count(enabled, threads, policy.device(), rows)
+    }
+
+    /// Runs `work(policy, rows)` once per shard of `0..rows`, all shards at once, and
+    /// leaves the sum of their gradients in `policy`'s parameters (added to what they
+    /// held: zero them first, as for any backward pass). The first shard runs on `policy`
+    /// itself, the others on replicas holding a copy of its weights. Returns each shard's
+    /// result in shard order. `work` must only call `backward` on losses of the policy it is
+    /// given, and normalize them by the whole batch's counts (as micro-batches do), so that
+    /// the shards' gradients add up to the batch's.
+    pub fn run<R, F>(
+        &mut self,
+        policy: &mut CotPolicy,
+        rows: usize,
+        work: F,
+    ) -> Result<Vec<R>, AgentError>
+    where
+        R: Send,
+        F: Fn(&CotPolicy, Range<usize>) -> Result<R, AgentError> + Sync,
+    {
+        let shards = self.shards(policy, rows);
+        if shards < 2 {
+            return Ok(vec![work(policy, 0..rows)?]);
+        }
+        let ranges = micro_batches(rows, shards);
+        self.replicas.truncate(shards - 1);
+        while self.replicas.len() < shards - 1 {
+            self.replicas.push(policy.replica()?);
+        }
+        for replica in &mut self.replicas {
+            replica.copy_weights_from(policy)?;
+            for (_, mut v) in replica.var_store().variables() {
+                v.zero_grad();
+            }
+        }
+        let profiling = profile::enabled();
+        let device = policy.device();
+        let threads = tch::get_num_threads();
+        // Every shard, this thread's included, runs its ops on one thread.
+        tch::set_num_threads(1);
+        let main: &CotPolicy = policy;
+        let (first, rest) = std::thread::scope(|scope| {
+            let work = &work;
+            let handles: Vec<_> = self
+                .replicas
+                .iter_mut()
+                .zip(ranges[1..].iter().cloned())
+                .map(|(replica, range)| {
+                    scope.spawn(move || {
+                        tch::set_num_threads(1);
+                        if profiling {
+                            profile::enable(device);
+                        }
+                        let out = work(replica, range);
+                        let totals = if profiling {
+                            let t = profile::take();
+                            profile::disable();
+                            t
+                        } else {
+                            Vec::new()
+                        };
+                        (out, totals)
+                    })
+                })
+                .collect();
+            let first = work(main, ranges[0].clone());
+            let rest: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+            (first, rest)
+        });
+        tch::set_num_threads(threads);
+        let mut results = vec![first?];
+        for joined in rest {
+            let (out, totals) = joined.map_err(|_| {
+                AgentError::Incompatible("a data-parallel worker thread panicked".into())
+            })?;
+            results.push(out?);
+            // The shards ran at the same time as this thread's: their FLOPs count, their
+            // seconds are already in this thread's wall time.
+            for t in totals {
+                profile::add_flops(t.name, || t.flops);
+            }
+        }
+        let _phase = profile::phase("shard_sum");
+        add_replica_gradients(policy, &self.replicas)?;
+        Ok(results)
+    }
+}
+
+/// The shards of an update of `rows` rows on `device` with `threads` libtorch threads; see
+/// [`DataParallel::shards`].
+pub fn shard_count(enabled: bool, threads: usize, device: Device, rows: usize) -> usize {
+    if !enabled || device != Device::Cpu || threads < 2 {
+        return 1;
+    }
+    threads.min(rows / MIN_ROWS_PER_SHARD).max(1)
+}
+
+/// Adds each replica's gradients into `policy`'s, parameter by parameter in name order.
+fn add_replica_gradients(policy: &CotPolicy, replicas: &[CotPolicy]) -> Result<(), AgentError> {
+    let sorted = |p: &CotPolicy| -> BTreeMap<String, Tensor> {
+        p.var_store().variables().into_iter().collect()
+    };
+    let main = sorted(policy);
+    let others: Vec<_> = replicas.iter().map(sorted).collect();
+    tch::no_grad(|| {
+        for (name, var) in &main {
+            let mut grad = var.grad();
+            for other in &others {
+                let Some(rv) = other.get(name) else {
+                    return Err(AgentError::Incompatible(format!(
+                        "a data-parallel replica has no parameter `{name}`"
+                    )));
+                };
+                let rg = rv.grad();
+                match (grad.defined(), rg.defined()) {
+                    (true, true) => {
+                        let _ = grad.f_add_(&rg)?;
+                    }
+                    (false, false) => {}
+                    _ => {
+                        return Err(AgentError::Incompatible(format!(
+                            "parameter `{name}` got a gradient in some data-parallel shards \
+                             only (set train.data_parallel = false for this agent)"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_or_on_one_thread_or_on_a_small_batch_is_one_shard() {
+        let cpu = Device::Cpu;
+        assert_eq!(shard_count(false, 2, cpu, 512), 1);
+        assert_eq!(shard_count(true, 2, cpu, 512), 2);
+        assert_eq!(shard_count(true, 4, cpu, 512), 4);
+        assert_eq!(shard_count(true, 4, cpu, 3 * MIN_ROWS_PER_SHARD), 3);
+        assert_eq!(shard_count(true, 2, cpu, 2 * MIN_ROWS_PER_SHARD - 1), 1);
+        assert_eq!(shard_count(true, 2, Device::Cuda(0), 512), 1);
+        assert_eq!(shard_count(true, 1, cpu, 512), 1);
+    }
+}
