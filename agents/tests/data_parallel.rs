@@ -132,6 +132,9 @@ fn train(data_parallel: bool, algo: &[&str]) -> (Vec<(String, Tensor)>, Vec<Metr
     let metrics = (0..3)
         .map(|_| agent.update(AnyBatch::new(ep.clone())).unwrap())
         .collect();
+    // The shards and the optimizer step run on one libtorch thread each; the caller's
+    // thread count is back afterwards.
+    assert_eq!(tch::get_num_threads(), 2);
     (agent.state(), metrics)
 }
 
