@@ -11,6 +11,10 @@ use agents::testing::{config, tiny_policy};
 use agents::{CotPolicy, Metrics};
 use tch::{Kind, Tensor};
 
+/// Held by each test: models draw their initial weights from libtorch's one global generator
+/// (seeded per model), so two tests building models at once would get each other's draws.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 const CONFIG: &str = r#"
 seed = 3
 [env]
@@ -73,6 +77,7 @@ fn grads(policy: &CotPolicy) -> Vec<(String, Option<Tensor>)> {
 
 #[test]
 fn two_shards_on_two_threads_sum_to_the_batch_gradient() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let env = config(CONFIG, &[]).env.build().unwrap();
     let ep = oracle_batch(&env, 64);
@@ -140,6 +145,7 @@ fn train(data_parallel: bool, algo: &[&str]) -> (Vec<(String, Tensor)>, Vec<Metr
 
 #[test]
 fn supervised_agents_update_alike_with_and_without_shards_and_repeat_exactly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     for algo in [
         vec!["algo.name=\"cot_supervised\""],
