@@ -63,26 +63,35 @@ impl DataParallel {
         shard_count(enabled, threads, policy.device(), rows)
     }
 
-    /// Runs `work(policy, rows)` once per shard of `0..rows`, all shards at once, and
-    /// leaves the sum of their gradients in `policy`'s parameters (added to what they
-    /// held: zero them first, as for any backward pass). The first shard runs on `policy`
-    /// itself, the others on replicas holding a copy of its weights. Returns each shard's
-    /// result in shard order. `work` must only call `backward` on losses of the policy it is
-    /// given, and normalize them by the whole batch's counts (as micro-batches do), so that
-    /// the shards' gradients add up to the batch's.
+    /// Splits `0..rows` into shards (see [`DataParallel::shards`]) and each shard into
+    /// `micro_batches` parts, and runs `work(policy, part)` on every part, all shards at once;
+    /// leaves the sum of their gradients in `policy`'s parameters (added to what they held:
+    /// zero them first, as for any backward pass). The first shard runs on `policy` itself,
+    /// the others on replicas holding a copy of its weights. Returns each part's result in
+    /// row order. `work` must only call `backward` on losses of the policy it is given, and
+    /// normalize them by the whole batch's counts (as micro-batches do), so that the parts'
+    /// gradients add up to the batch's.
     pub fn run<R, F>(
         &mut self,
         policy: &mut CotPolicy,
         rows: usize,
+        micro_batches_per_shard: usize,
         work: F,
     ) -> Result<Vec<R>, AgentError>
     where
         R: Send,
         F: Fn(&CotPolicy, Range<usize>) -> Result<R, AgentError> + Sync,
     {
+        // One shard's parts, one after the other on the calling thread.
+        let parts = |policy: &CotPolicy, shard: Range<usize>| -> Result<Vec<R>, AgentError> {
+            micro_batches(shard.len(), micro_batches_per_shard)
+                .into_iter()
+                .map(|r| work(policy, shard.start + r.start..shard.start + r.end))
+                .collect()
+        };
         let shards = self.shards(policy, rows);
         if shards < 2 {
-            return Ok(vec![work(policy, 0..rows)?]);
+            return parts(policy, 0..rows);
         }
         let ranges = micro_batches(rows, shards);
         self.replicas.truncate(shards - 1);
@@ -102,7 +111,7 @@ impl DataParallel {
         tch::set_num_threads(1);
         let main: &CotPolicy = policy;
         let (first, rest) = std::thread::scope(|scope| {
-            let work = &work;
+            let parts = &parts;
             let handles: Vec<_> = self
                 .replicas
                 .iter_mut()
@@ -113,7 +122,7 @@ impl DataParallel {
                         if profiling {
                             profile::enable(device);
                         }
-                        let out = work(replica, range);
+                        let out = parts(replica, range);
                         let totals = if profiling {
                             let t = profile::take();
                             profile::disable();
@@ -125,17 +134,17 @@ impl DataParallel {
                     })
                 })
                 .collect();
-            let first = work(main, ranges[0].clone());
+            let first = parts(main, ranges[0].clone());
             let rest: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
             (first, rest)
         });
         tch::set_num_threads(threads);
-        let mut results = vec![first?];
+        let mut results = first?;
         for joined in rest {
             let (out, totals) = joined.map_err(|_| {
                 AgentError::Incompatible("a data-parallel worker thread panicked".into())
             })?;
-            results.push(out?);
+            results.extend(out?);
             // The shards ran at the same time as this thread's: their FLOPs count, their
             // seconds are already in this thread's wall time.
             for t in totals {

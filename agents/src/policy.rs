@@ -115,9 +115,16 @@ impl CotPolicy {
         device: Device,
     ) -> Result<CotPolicy, AgentError> {
         let fields = Fields::of(spec)?;
-        tch::manual_seed(seed as i64);
         let vs = VarStore::new(device);
-        let model = CotTransformer::new(&(vs.root() / "net"), cfg, layout)?;
+        let model = {
+            // Seeding libtorch's one global generator and drawing the init seed from it must
+            // not interleave with another thread doing the same, or the weights would no
+            // longer be a function of `seed`.
+            static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _lock = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
+            tch::manual_seed(seed as i64);
+            CotTransformer::new(&(vs.root() / "net"), cfg, layout)?
+        };
         Ok(CotPolicy {
             vs,
             model,

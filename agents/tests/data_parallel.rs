@@ -11,10 +11,6 @@ use agents::testing::{config, tiny_policy};
 use agents::{CotPolicy, Metrics};
 use tch::{Kind, Tensor};
 
-/// Held by each test: models draw their initial weights from libtorch's one global generator
-/// (seeded per model), so two tests building models at once would get each other's draws.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const CONFIG: &str = r#"
 seed = 3
 [env]
@@ -77,7 +73,6 @@ fn grads(policy: &CotPolicy) -> Vec<(String, Option<Tensor>)> {
 
 #[test]
 fn two_shards_on_two_threads_sum_to_the_batch_gradient() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let env = config(CONFIG, &[]).env.build().unwrap();
     let ep = oracle_batch(&env, 64);
@@ -85,7 +80,7 @@ fn two_shards_on_two_threads_sum_to_the_batch_gradient() {
 
     let mut whole = tiny_policy(&env, 1, 5);
     let one = DataParallel::new(false)
-        .run(&mut whole, n, |p, rows| Ok(loss_of_rows(p, &ep, rows)))
+        .run(&mut whole, n, 1, |p, rows| Ok(loss_of_rows(p, &ep, rows)))
         .unwrap();
     assert_eq!(one.len(), 1);
 
@@ -100,7 +95,7 @@ fn two_shards_on_two_threads_sum_to_the_batch_gradient() {
         }
         threads.lock().unwrap().clear();
         let parts = dp
-            .run(&mut split, n, |p, rows| {
+            .run(&mut split, n, 1, |p, rows| {
                 threads.lock().unwrap().push(std::thread::current().id());
                 Ok(loss_of_rows(p, &ep, rows))
             })
@@ -145,7 +140,6 @@ fn train(data_parallel: bool, algo: &[&str]) -> (Vec<(String, Tensor)>, Vec<Metr
 
 #[test]
 fn supervised_agents_update_alike_with_and_without_shards_and_repeat_exactly() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     for algo in [
         vec!["algo.name=\"cot_supervised\""],

@@ -22,7 +22,7 @@ use crate::agent::{
     collect_declared, Agent, AgentContext, AgentError, BuildAgent, Collector, Episodes, Experience,
     Metrics,
 };
-use crate::optim::{micro_batches, AdamW};
+use crate::optim::AdamW;
 use crate::parallel::DataParallel;
 use crate::policy::{
     load_training_state, step_kinds, token_stats, training_state, weighted_sum, CotPolicy,
@@ -168,22 +168,22 @@ impl Agent for CotSupervised {
         let n_chain: f64 = chain.iter().map(|&x| x as f64).sum();
         let n_answer: f64 = answer.iter().map(|&x| x as f64).sum();
         self.opt.zero_grad();
-        let (n, cfg, parts) = (ep.len(), &self.cfg, self.micro_batches);
-        let shards = self.parallel.run(&mut self.policy, n, |policy, shard| {
-            let mut sums = [0f64; 6];
-            for r in micro_batches(shard.len(), parts) {
-                let rows = shard.start + r.start..shard.start + r.end;
+        let (n, cfg, micro) = (ep.len(), &self.cfg, self.micro_batches);
+        let parts = self
+            .parallel
+            .run(&mut self.policy, n, micro, |policy, rows| {
                 let part = (rows.len() < n).then(|| ep.rows(rows));
-                let s = accumulate(policy, cfg, part.as_ref().unwrap_or(ep), n_chain, n_answer);
-                for (acc, x) in sums.iter_mut().zip(s) {
-                    *acc += x;
-                }
-            }
-            Ok(sums)
-        })?;
+                Ok(accumulate(
+                    policy,
+                    cfg,
+                    part.as_ref().unwrap_or(ep),
+                    n_chain,
+                    n_answer,
+                ))
+            })?;
         let mut sums = [0f64; 6];
-        for shard in &shards {
-            for (acc, x) in sums.iter_mut().zip(shard) {
+        for part in &parts {
+            for (acc, x) in sums.iter_mut().zip(part) {
                 *acc += x;
             }
         }

@@ -24,7 +24,7 @@ use crate::agent::{
     Metrics,
 };
 use crate::model::ModelLayout;
-use crate::optim::{micro_batches, AdamW};
+use crate::optim::AdamW;
 use crate::parallel::DataParallel;
 use crate::policy::{load_training_state, token_stats, training_state, weighted_sum, CotPolicy};
 
@@ -291,19 +291,19 @@ impl Agent for Supervised {
         let ep = self.answer_only_episodes(ep)?;
         let n_answer: f64 = ep.lengths.iter().map(|&l| l.saturating_sub(1) as f64).sum();
         self.opt.zero_grad();
-        let (n, readout, parts) = (ep.len(), self.readout, self.micro_batches);
-        let shards = self.parallel.run(&mut self.policy, n, |policy, shard| {
-            let (mut ce, mut correct) = (0.0, 0.0);
-            for r in micro_batches(shard.len(), parts) {
-                let rows = shard.start + r.start..shard.start + r.end;
+        let (n, readout, micro) = (ep.len(), self.readout, self.micro_batches);
+        let parts = self
+            .parallel
+            .run(&mut self.policy, n, micro, |policy, rows| {
                 let part = (rows.len() < n).then(|| ep.rows(rows));
-                let (c, k) = accumulate(policy, readout, part.as_ref().unwrap_or(&ep), n_answer);
-                ce += c;
-                correct += k;
-            }
-            Ok((ce, correct))
-        })?;
-        let (ce, correct) = shards
+                Ok(accumulate(
+                    policy,
+                    readout,
+                    part.as_ref().unwrap_or(&ep),
+                    n_answer,
+                ))
+            })?;
+        let (ce, correct) = parts
             .iter()
             .fold((0.0, 0.0), |(a, b), (c, k)| (a + c, b + k));
         let stats = self.opt.step()?;
