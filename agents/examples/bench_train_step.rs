@@ -239,9 +239,15 @@ fn bench_train(args: &Args) {
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let examples = (args.steps as i64 * args.batch) as f64 / secs;
-    // Mean decoder positions per example (hops uniform in 1..=max_hops, +2 steps) is what the
-    // model has to compute usefully; the padded length is what it runs.
-    let flops = model.flops_per_example(t);
+    // The forward FLOPs the model runs per example (the padded length; a memory held as a
+    // table of distinct rows projected once per batch), as the profiler counts them.
+    agents::profile::enable(args.device);
+    tch::no_grad(|| {
+        let b = &batches[0];
+        model.forward_chain(&model.encode(&b.input, &b.difficulty, true), &b.prev, false);
+    });
+    let flops = agents::profile::model_flops() / args.batch as f64;
+    agents::profile::disable();
     println!(
         "RESULT kind=train impl=rust device={:?} threads={} examples_per_s={examples:.1} step_ms={:.2} \
          examples_per_cpu_s={:.1} params={} fwd_flops_per_example={flops:.0} \

@@ -94,6 +94,7 @@ impl DataParallel {
             return parts(policy, 0..rows);
         }
         let ranges = micro_batches(rows, shards);
+        let start = profile::phase("shard_start");
         self.replicas.truncate(shards - 1);
         while self.replicas.len() < shards - 1 {
             self.replicas.push(policy.replica()?);
@@ -104,6 +105,7 @@ impl DataParallel {
                 v.zero_grad();
             }
         }
+        drop(start);
         let profiling = profile::enabled();
         let device = policy.device();
         let threads = tch::get_num_threads();
@@ -135,6 +137,7 @@ impl DataParallel {
                 })
                 .collect();
             let first = parts(main, ranges[0].clone());
+            let _wait = profile::phase("shard_wait");
             let rest: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
             (first, rest)
         });

@@ -348,10 +348,6 @@ impl CotPolicy {
                         }
                     })
                     .collect();
-                let pos = cache.state.position();
-                profile::add_flops(ROLLOUT_MODEL, || {
-                    b as f64 * self.model.decode_step_flops(pos)
-                });
                 let heads = self
                     .model
                     .decode_step(&mut cache.state, &Tensor::from_slice(&prev));
@@ -381,10 +377,6 @@ impl CotPolicy {
             // is decoded once per problem and its cache copied to the problem's rows.
             let k = enc.rows_per_memory();
             let problems = (b / k) as i64;
-            profile::add_flops(ROLLOUT_MODEL, || {
-                problems as f64
-                    * (self.model.start_decode_flops() + self.model.decode_step_flops(0))
-            });
             let mut state = self.model.start_decode(&enc.one_row_per_memory());
             let start = Tensor::full([problems], pad, (Kind::Int64, Device::Cpu));
             let heads = self.model.decode_step(&mut state, &start);
@@ -417,9 +409,6 @@ impl CotPolicy {
             prev.extend(r.slice(ndarray::s![em..em + t]).iter());
         }
         let prev = Tensor::from_slice(&prev).view([b as i64, (t + 1) as i64]);
-        profile::add_flops(ROLLOUT_MODEL, || {
-            b as f64 * self.model.flops_per_example(t + 1)
-        });
         let pos: Vec<i64> = counts.iter().map(|&c| c.min(t) as i64).collect();
         tch::no_grad(|| {
             let enc = encode(&self.model);
@@ -561,12 +550,6 @@ pub fn step_kinds(ep: &Episodes, answer_action: i64) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl CotPolicy {
-    /// Analytic forward FLOPs of a teacher-forced pass over `ep` (every row over the padded
-    /// length; see [`CotTransformer::flops_per_example`]).
-    pub fn teacher_flops(&self, ep: &Episodes) -> f64 {
-        ep.len() as f64 * self.model.flops_per_example(ep.max_len())
-    }
-
     /// The teacher-forcing tensors of `ep` (on the CPU; the model moves them).
     pub fn teacher_batch(&self, ep: &Episodes) -> TeacherBatch {
         let (n, t) = (ep.len(), ep.max_len());

@@ -11,9 +11,12 @@
 //! Phases may nest (the bench times `collect` as a whole while the policy times its model
 //! calls inside it); a reader subtracts the nested ones where it wants exclusive times.
 //!
-//! Next to the seconds, code that knows the shapes it computes on adds the analytic model
-//! FLOPs of a phase with [`add_flops`] (the policy's decoding steps, the teacher-forced
-//! passes), from which the bench derives each phase's share of the machine's peak.
+//! Next to the seconds, the model counts the analytic FLOPs of the matrix products it runs
+//! with [`add_model_flops`], where it runs them and for the rows it actually computes (a
+//! memory's keys and values once per distinct row, not once per decoder row that reads
+//! them): they go to the innermost open phase. Code that knows a cost the model does not see
+//! (a backward pass: twice the forward's FLOPs, read with [`model_flops`]) adds it with
+//! [`add_flops`]. From these the bench derives each phase's share of the machine's peak.
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -35,6 +38,10 @@ pub struct PhaseTotal {
 struct Totals {
     device: Device,
     phases: Vec<PhaseTotal>,
+    /// The phases open now, innermost last.
+    open: Vec<&'static str>,
+    /// Every FLOP [`add_model_flops`] counted since profiling was enabled.
+    model_flops: f64,
 }
 
 impl Totals {
@@ -65,6 +72,8 @@ pub fn enable(device: Device) {
         *t.borrow_mut() = Some(Totals {
             device,
             phases: Vec::new(),
+            open: Vec::new(),
+            model_flops: 0.0,
         })
     });
 }
@@ -109,6 +118,29 @@ pub fn add_flops(name: &'static str, flops: impl FnOnce() -> f64) {
     });
 }
 
+/// Phase name of model FLOPs counted while no phase is open.
+pub const UNPHASED: &str = "model_unphased";
+
+/// Adds `flops` analytic FLOPs of the model's own computation to the innermost open phase
+/// (when profiling is on), and to the running total [`model_flops`] reads. The model calls
+/// this where it computes; other code adds costs the model does not see with [`add_flops`].
+pub fn add_model_flops(flops: impl FnOnce() -> f64) {
+    TOTALS.with(|t| {
+        if let Some(t) = t.borrow_mut().as_mut() {
+            let f = flops();
+            t.model_flops += f;
+            let name = t.open.last().copied().unwrap_or(UNPHASED);
+            t.entry(name).flops += f;
+        }
+    });
+}
+
+/// Every FLOP [`add_model_flops`] counted on this thread since profiling was enabled (0 when
+/// it is off): the difference across a forward pass is that pass's FLOPs.
+pub fn model_flops() -> f64 {
+    TOTALS.with(|t| t.borrow().as_ref().map_or(0.0, |t| t.model_flops))
+}
+
 /// Waits for the profiled device's queued work (a no-op on the CPU or when profiling is off).
 pub fn synchronize() {
     let device = TOTALS.with(|t| t.borrow().as_ref().map(|t| t.device));
@@ -122,6 +154,11 @@ pub fn synchronize() {
 pub fn phase(name: &'static str) -> Phase {
     let start = enabled().then(|| {
         synchronize();
+        TOTALS.with(|t| {
+            if let Some(t) = t.borrow_mut().as_mut() {
+                t.open.push(name);
+            }
+        });
         Instant::now()
     });
     Phase { name, start }
@@ -139,6 +176,13 @@ impl Drop for Phase {
         if let Some(start) = self.start {
             synchronize();
             add_seconds(self.name, start.elapsed().as_secs_f64());
+            TOTALS.with(|t| {
+                if let Some(t) = t.borrow_mut().as_mut() {
+                    if let Some(i) = t.open.iter().rposition(|&n| n == self.name) {
+                        t.open.remove(i);
+                    }
+                }
+            });
         }
     }
 }
@@ -167,7 +211,25 @@ mod tests {
         assert!(t[0].seconds >= 0.005, "{t:?}");
         assert_eq!((t[0].flops, t[1].flops), (0.0, 7.0));
         assert!(take().is_empty(), "take clears");
+        // Model FLOPs go to the innermost open phase, and to the running total.
+        {
+            let _outer = phase("outer");
+            add_model_flops(|| 1.0);
+            {
+                let _inner = phase("inner");
+                add_model_flops(|| 2.0);
+            }
+            add_model_flops(|| 4.0);
+        }
+        add_model_flops(|| 8.0);
+        assert_eq!(model_flops(), 15.0);
+        let t = take();
+        let flops = |n: &str| t.iter().find(|p| p.name == n).map(|p| p.flops);
+        assert_eq!(flops("outer"), Some(5.0));
+        assert_eq!(flops("inner"), Some(2.0));
+        assert_eq!(flops(UNPHASED), Some(8.0));
         disable();
+        assert_eq!(model_flops(), 0.0);
         assert!(!enabled());
     }
 }

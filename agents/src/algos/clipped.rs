@@ -680,11 +680,6 @@ impl Agent for Clipped {
         let (chain, answer) = step_kinds(ep, answer_action);
         let pg_steps = policy_gradient_steps(&chain, &answer, supervise);
         let tb = self.policy.teacher_batch(&train_ep);
-        let flops = if profile::enabled() {
-            self.policy.teacher_flops(&train_ep)
-        } else {
-            0.0
-        };
         // One optimizer step on the whole batch: the behaviour policy is the one being
         // trained, so the training pass itself holds the behaviour scores (ratio 1), and a
         // separate scoring pass would compute the same numbers again. Not with dropout (the
@@ -696,14 +691,14 @@ impl Agent for Clipped {
             && self.policy.model().config().dropout == 0.0)
             .then(|| {
                 let _phase = profile::phase("forward");
-                profile::add_flops("forward", || flops);
-                pg_pass(&self.policy, &tb, None, true)
+                let counted = profile::model_flops();
+                let pass = pg_pass(&self.policy, &tb, None, true);
+                (pass, profile::model_flops() - counted)
             });
         let (logp_old, value_old) = match &single_pass {
-            Some(pass) => (pass.logp.detach(), pass.value.detach()),
+            Some((pass, _)) => (pass.logp.detach(), pass.value.detach()),
             None => {
                 let _phase = profile::phase("score");
-                profile::add_flops("score", || flops);
                 self.score(&self.policy, &tb, n)
             }
         };
@@ -715,7 +710,6 @@ impl Agent for Clipped {
         };
         let logp_ref = self.reference.as_ref().map(|r| {
             let _phase = profile::phase("score");
-            profile::add_flops("score", || flops);
             self.score(r, &tb, n).0
         });
         // The per-step KL penalty in the reward, on policy steps.
@@ -808,17 +802,21 @@ impl Agent for Clipped {
                     let idx = Tensor::from_slice(&rows);
                     let idx_dev = idx.to_device(dev);
                     let pick = |x: &Tensor| x.index_select(0, &idx_dev);
-                    let pass = match single_pass.take() {
+                    let (pass, forward_flops) = match single_pass.take() {
                         // The one minibatch is the whole batch, shuffled.
-                        Some(p) => PgPass {
-                            logp: pick(&p.logp),
-                            entropy: pick(&p.entropy),
-                            value: pick(&p.value),
-                        },
+                        Some((p, flops)) => (
+                            PgPass {
+                                logp: pick(&p.logp),
+                                entropy: pick(&p.entropy),
+                                value: pick(&p.value),
+                            },
+                            flops,
+                        ),
                         None => {
                             let _phase = profile::phase("forward");
-                            profile::add_flops("forward", || flops * part.len() as f64 / n as f64);
-                            pg_pass(&self.policy, &select_rows(&tb, &idx), None, true)
+                            let counted = profile::model_flops();
+                            let pass = pg_pass(&self.policy, &select_rows(&tb, &idx), None, true);
+                            (pass, profile::model_flops() - counted)
                         }
                     };
                     let (m, a) = (pick(&pg_t), pick(&adv_t));
@@ -861,9 +859,7 @@ impl Agent for Clipped {
                     {
                         let _phase = profile::phase("backward");
                         // The backward pass of a matmul costs two forward ones.
-                        profile::add_flops("backward", || {
-                            2.0 * flops * part.len() as f64 / n as f64
-                        });
+                        profile::add_flops("backward", || 2.0 * forward_flops);
                         loss.backward();
                     }
                     tch::no_grad(|| {

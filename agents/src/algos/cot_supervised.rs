@@ -108,9 +108,8 @@ fn accumulate(
     n_answer: f64,
 ) -> [f64; 6] {
     let forward = crate::profile::phase("forward");
+    let counted = crate::profile::model_flops();
     let b = policy.teacher_batch(ep);
-    crate::profile::add_flops("forward", || policy.teacher_flops(ep));
-    crate::profile::add_flops("backward", || 2.0 * policy.teacher_flops(ep));
     let model = policy.model();
     let enc = model.encode(&b.input, &b.difficulty, true);
     let heads = model.forward_chain(&enc, &b.prev, true);
@@ -122,11 +121,14 @@ fn accumulate(
     let answer_ce = (&s.ce * &answer).sum(Kind::Float);
     let loss = &chain_ce * (cfg.chain_weight / n_chain.max(1.0))
         + &answer_ce * (cfg.answer_weight / n_answer.max(1.0));
+    let forward_flops = crate::profile::model_flops() - counted;
     drop(forward);
     {
         let _phase = crate::profile::phase("backward");
         loss.backward();
     }
+    // The backward pass of a matmul costs two forward ones.
+    crate::profile::add_flops("backward", || 2.0 * forward_flops);
     [
         chain_ce.double_value(&[]),
         answer_ce.double_value(&[]),

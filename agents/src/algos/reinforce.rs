@@ -276,15 +276,11 @@ impl Agent for Reinforce {
                     Cow::Owned(train_ep.rows(r.clone()))
                 };
                 let b = self.policy.teacher_batch(&part);
-                let flops = if profile::enabled() {
-                    self.policy.teacher_flops(&part)
-                } else {
-                    0.0
-                };
-                profile::add_flops("forward", || flops);
+                let counted = profile::model_flops();
+                passes.push(pg_pass_shared(&self.policy, &b, k, true));
+                let flops = profile::model_flops() - counted;
                 // The backward pass of a matmul costs two forward ones.
                 profile::add_flops("backward", || 2.0 * flops);
-                passes.push(pg_pass_shared(&self.policy, &b, k, true));
             }
             passes
         };

@@ -453,7 +453,6 @@ pub fn answer_ce_returns(
         for r in group_parts(n, 1, parts) {
             let part = forced.rows(r.clone());
             let b = policy.teacher_batch(&part);
-            crate::profile::add_flops("answer_ce", || policy.teacher_flops(&part));
             let rows = extra_rows.map(|x| x.narrow(0, r.start as i64, r.len() as i64));
             let pass = pg_pass(policy, &b, rows.as_ref(), false);
             let mask = grid(

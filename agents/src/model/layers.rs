@@ -97,6 +97,13 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// Outputs `i * width .. (i + 1) * width` of the map alone: one block of a fused weight,
+    /// its own product.
+    pub(crate) fn forward_block(&self, x: &Tensor, i: i64, width: i64) -> Tensor {
+        let bias = self.bias.as_ref().map(|b| b.narrow(0, i * width, width));
+        x.linear(&self.weight.narrow(0, i * width, width), bias.as_ref())
+    }
 }
 
 /// LayerNorm over the last dimension: a scale, and a bias only when the config has biases.
@@ -155,6 +162,12 @@ fn split_heads(x: &Tensor, n: i64, d: Dims) -> Tensor {
         .permute([2, 0, 3, 1, 4])
 }
 
+/// `[B, T, width]` -> `[B, heads, T, head_dim]`, a view.
+fn heads(x: &Tensor, d: Dims) -> Tensor {
+    let (b, t) = (x.size()[0], x.size()[1]);
+    x.view([b, t, d.heads, d.head_dim]).transpose(1, 2)
+}
+
 /// `[B, heads, T, head_dim]` -> `[B, T, width]`.
 fn merge_heads(x: &Tensor, d: Dims) -> Tensor {
     let (b, t) = (x.size()[0], x.size()[2]);
@@ -171,12 +184,13 @@ pub(crate) struct MemoryKv {
 }
 
 impl MemoryKv {
-    /// From `[G, S, 2 * width]` projections, each memory read by `group` rows.
-    pub(crate) fn split(kv: &Tensor, d: Dims, group: i64) -> MemoryKv {
-        let mut kv = split_heads(kv, 2, d).unbind(0);
-        let v = kv.pop().expect("two halves");
-        let k = kv.pop().expect("two halves");
-        MemoryKv { k, v, group }
+    /// From keys and values `[G, S, width]`, each memory read by `group` rows.
+    pub(crate) fn new(k: &Tensor, v: &Tensor, d: Dims, group: i64) -> MemoryKv {
+        MemoryKv {
+            k: heads(k, d),
+            v: heads(v, d),
+            group,
+        }
     }
 
     /// The keys and values of decoder rows `index` (afterwards one memory per row).
@@ -213,13 +227,16 @@ impl SelfAttention {
 
     /// Attention over the whole sequence `x [B, T, width]`, causal or not.
     pub(crate) fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        // unbind, not three selects: its backward is one stack instead of three zero-filled
-        // full-size gradients added together.
-        let qkv = split_heads(&self.qkv.forward(x), 3, self.dims).unbind(0);
+        // q, k and v each its own product with its block of the fused weight: the attention
+        // kernel returns their gradients laid out as each product's backward reads them,
+        // where heads split from one [B, T, 3 * width] product would have their gradients
+        // stacked and copied back into that layout (two copies of the activations).
+        let w = self.dims.width;
+        let [q, k, v] = [0, 1, 2].map(|i| heads(&self.qkv.forward_block(x, i, w), self.dims));
         let a = Tensor::scaled_dot_product_attention(
-            &qkv[0],
-            &qkv[1],
-            &qkv[2],
+            &q,
+            &k,
+            &v,
             None::<Tensor>,
             0.0,
             causal,
@@ -377,11 +394,18 @@ impl DecoderLayer {
         }
     }
 
-    /// Cross-attention keys and values of memory rows `[.., width]` -> `[.., 2 * width]`
-    /// (split into heads by [`MemoryKv::split`]). The memory is fixed for a problem and the layer's
-    /// weights are shared across repeats, so this runs once per layer, not per application.
-    pub(crate) fn memory_kv(&self, memory: &Tensor) -> Tensor {
-        self.cross.kv.forward(&self.ln_cross_kv.forward(memory))
+    /// Cross-attention keys and values of memory rows `[.., width]`, each `[.., width]` (split
+    /// into heads by [`MemoryKv::new`]). Two products rather than one of twice the width, so
+    /// that their gradients need no copy (as in [`SelfAttention::forward`]). The memory is
+    /// fixed for a problem and the layer's weights are shared across repeats, so this runs
+    /// once per layer, not per application.
+    pub(crate) fn memory_kv(&self, memory: &Tensor) -> (Tensor, Tensor) {
+        let x = self.ln_cross_kv.forward(memory);
+        let w = self.dims.width;
+        (
+            self.cross.kv.forward_block(&x, 0, w),
+            self.cross.kv.forward_block(&x, 1, w),
+        )
     }
 
     /// Teacher-forced pass over `h [B, T, width]` with a causal self-mask.

@@ -623,18 +623,46 @@ fn a_memory_shared_by_k_rows_equals_one_memory_per_row() {
     }
 }
 
+/// The model FLOPs a closure's passes count (profiling on for its duration).
+fn counted(f: impl FnOnce()) -> f64 {
+    crate::profile::enable(Device::Cpu);
+    f();
+    let flops = crate::profile::model_flops();
+    crate::profile::disable();
+    flops
+}
+
 #[test]
-fn decode_step_flops_add_up_to_the_teacher_forced_pass() {
+fn passes_count_the_flops_they_compute() {
     let cfg = ModelConfig {
         encoder_layers: 0,
         ..tiny()
     };
     let (_vs, m) = build(&cfg, &layout(6, 5, 5), 0);
-    let stepwise: f64 =
-        m.start_decode_flops() + (0..4).map(|p| m.decode_step_flops(p)).sum::<f64>();
-    let whole = m.flops_per_example(4);
-    assert!(
-        (stepwise - whole).abs() < 1e-9 * whole,
-        "{stepwise} vs {whole}"
-    );
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
+    // Two problems: each memory row is projected (dense), as `flops_per_example` counts.
+    let (x, d) = inputs(&m, 2, 1);
+    let prev = prefix(&m, 2, 4, 2);
+    let teacher = counted(|| {
+        m.forward_chain(&m.encode(&x, &d, false), &prev, false);
+    });
+    assert!(close(teacher, 2.0 * m.flops_per_example(4)), "{teacher}");
+    // Decoding step by step costs what the teacher-forced pass does.
+    let stepwise = counted(|| {
+        let mut state = m.start_decode(&m.encode(&x, &d, false));
+        for p in 0..4 {
+            m.decode_step(&mut state, &prev.select(1, p));
+        }
+    });
+    assert!(close(stepwise, teacher), "{stepwise} vs {teacher}");
+    // Sixteen problems: the memory is a table of its 6 x 5 + 3 distinct rows, whose keys and
+    // values are projected once for the batch, not once per problem and position.
+    let (x, d) = inputs(&m, 16, 3);
+    let prev = prefix(&m, 16, 4, 4);
+    let factored = counted(|| {
+        m.forward_chain(&m.encode(&x, &d, false), &prev, false);
+    });
+    let expected = 16.0 * m.chain_flops_per_row(4) + 33.0 * m.memory_kv_flops_per_row();
+    assert!(close(factored, expected), "{factored} vs {expected}");
+    assert!(factored < 16.0 * m.flops_per_example(4));
 }

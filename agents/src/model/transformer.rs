@@ -390,37 +390,78 @@ impl CotTransformer {
             + usize::from(self.difficulty.is_some())
     }
 
-    /// Estimated forward-pass FLOPs for one example whose decoder sees `chain_len` positions
-    /// (teacher forcing): `2 * m * n * k` per matrix product, attention scores and mixing
-    /// included (causal self-attention counted over its lower triangle), LayerNorm, softmax
-    /// and element-wise ops left out. A training step costs about three times this. Without
-    /// a chain decoder this is the answer-only pass.
-    pub fn flops_per_example(&self, chain_len: usize) -> f64 {
+    /// Forward FLOPs of encoding one problem: the encoder layers over its memory rows
+    /// (`2 * m * n * k` per matrix product, attention scores and mixing included; LayerNorm,
+    /// softmax and element-wise ops left out, as everywhere here). 0 without encoder layers.
+    pub fn encoder_flops_per_problem(&self) -> f64 {
         let d = self.dims.width as f64;
         let m = self.dims.mlp as f64;
-        let r = self.cfg.repeat as f64;
         let s = self.memory_len() as f64;
-        let mut f = self.cfg.encoder_layers as f64
-            * r
-            * (2.0 * s * (4.0 * d * d + 2.0 * d * m) + 4.0 * s * s * d);
-        if self.decoder.is_some() {
-            let t = chain_len as f64;
-            let per_app = 2.0 * t * (6.0 * d * d + 2.0 * d * m)
-                + 4.0 * d * t * (t + 1.0) / 2.0
-                + 4.0 * t * s * d;
-            let layers = self.cfg.decoder_layers as f64;
-            f += layers * (r * per_app + 4.0 * s * d * d);
-            f += 2.0 * t * d * (self.layout.num_actions as f64 + 1.0);
-        } else if let Some(a) = self.layout.answer {
-            f += 2.0 * d * (a.len * a.vocab) as f64;
+        self.cfg.encoder_layers as f64
+            * self.cfg.repeat as f64
+            * (2.0 * s * (4.0 * d * d + 2.0 * d * m) + 4.0 * s * s * d)
+    }
+
+    /// Forward FLOPs of the cross-attention keys and values of one memory row, every decoder
+    /// layer. A memory row is projected once however many decoder rows read it, and a
+    /// memory held as a table of distinct rows (no encoder layers) is projected row by
+    /// table row, so a batch's count depends on how it was encoded.
+    pub fn memory_kv_flops_per_row(&self) -> f64 {
+        if self.decoder.is_none() {
+            return 0.0;
         }
-        f
+        let d = self.dims.width as f64;
+        self.cfg.decoder_layers as f64 * 4.0 * d * d
+    }
+
+    /// Forward FLOPs of one decoder row over `chain_len` positions (teacher forcing): the
+    /// decoder layers (causal self-attention counted over its lower triangle, cross-attention
+    /// over the memory, whose keys and values are not included: see
+    /// [`memory_kv_flops_per_row`](Self::memory_kv_flops_per_row)) and the heads. 0 without
+    /// a chain decoder.
+    pub fn chain_flops_per_row(&self, chain_len: usize) -> f64 {
+        if self.decoder.is_none() {
+            return 0.0;
+        }
+        let d = self.dims.width as f64;
+        let m = self.dims.mlp as f64;
+        let s = self.memory_len() as f64;
+        let t = chain_len as f64;
+        let per_app =
+            2.0 * t * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * t * (t + 1.0) / 2.0 + 4.0 * t * s * d;
+        self.cfg.decoder_layers as f64 * self.cfg.repeat as f64 * per_app
+            + 2.0 * t * d * (self.layout.num_actions as f64 + 1.0)
+    }
+
+    /// Forward FLOPs of the answer head's readout of one problem
+    /// ([`answer_only`](Self::answer_only)); 0 without an answer head.
+    pub fn answer_flops_per_problem(&self) -> f64 {
+        let d = self.dims.width as f64;
+        self.layout
+            .answer
+            .map_or(0.0, |a| 2.0 * d * (a.len * a.vocab) as f64)
+    }
+
+    /// Forward FLOPs of one problem encoded on its own and read by one decoder row over
+    /// `chain_len` positions (without a chain decoder: the answer head's readout): what a
+    /// pass costs per example without a factored or shared memory (a training step costs
+    /// about three times this). Passes count what they actually compute through
+    /// [`crate::profile::add_model_flops`], which for a factored or shared memory is less.
+    pub fn flops_per_example(&self, chain_len: usize) -> f64 {
+        let readout = if self.decoder.is_some() {
+            self.chain_flops_per_row(chain_len)
+        } else {
+            self.answer_flops_per_problem()
+        };
+        self.encoder_flops_per_problem()
+            + self.memory_len() as f64 * self.memory_kv_flops_per_row()
+            + readout
     }
 
     /// Forward FLOPs per problem of [`decode_step`](Self::decode_step) at position `pos`
     /// (0 = the START token): the decoder's matmuls and attention over `pos + 1` cached
     /// positions and the memory, and the heads; the same terms as
-    /// [`flops_per_example`](Self::flops_per_example) counts for one position, so a chain
+    /// [`chain_flops_per_row`](Self::chain_flops_per_row) counts for one position, so a chain
     /// decoded step by step costs what its teacher-forced pass does.
     pub fn decode_step_flops(&self, pos: usize) -> f64 {
         if self.decoder.is_none() {
@@ -433,16 +474,6 @@ impl CotTransformer {
             2.0 * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * (pos as f64 + 1.0) + 4.0 * s * d;
         self.cfg.decoder_layers as f64 * self.cfg.repeat as f64 * per_app
             + 2.0 * d * (self.layout.num_actions as f64 + 1.0)
-    }
-
-    /// Forward FLOPs per problem of [`start_decode`](Self::start_decode): the memory's
-    /// cross-attention keys and values of every decoder layer.
-    pub fn start_decode_flops(&self) -> f64 {
-        if self.decoder.is_none() {
-            return 0.0;
-        }
-        let d = self.dims.width as f64;
-        self.cfg.decoder_layers as f64 * 4.0 * self.memory_len() as f64 * d * d
     }
 
     /// Encodes `input [B, input_len]` (i64 tokens) and `difficulty [B]` (i64, ignored unless
@@ -468,6 +499,7 @@ impl CotTransformer {
     pub(crate) fn encode_dense(&self, input: &Tensor, difficulty: &Tensor, train: bool) -> Encoded {
         let input = input.to_device(self.device);
         let b = input.size()[0];
+        crate::profile::add_model_flops(|| b as f64 * self.encoder_flops_per_problem());
         let mut x = Tensor::embedding(&self.tok, &input, -1, false, false) + &self.pos;
         if let Some(table) = &self.difficulty {
             let dt = Tensor::embedding(table, &difficulty.to_device(self.device), -1, false, false);
@@ -533,14 +565,25 @@ impl CotTransformer {
         dec.layers
             .iter()
             .map(|layer| {
-                let kv = match &enc.memory {
+                crate::profile::add_model_flops(|| {
+                    let rows = match &enc.memory {
+                        Memory::Dense(m) => m.size()[0] * m.size()[1],
+                        Memory::Factored { table, .. } => table.size()[0],
+                    };
+                    rows as f64 * self.memory_kv_flops_per_row() / dec.layers.len() as f64
+                });
+                let (k, v) = match &enc.memory {
                     Memory::Dense(m) => layer.memory_kv(m),
-                    Memory::Factored { table, rows } => layer
-                        .memory_kv(table)
-                        .index_select(0, rows)
-                        .view([enc.batch / enc.group, enc.len, -1]),
+                    Memory::Factored { table, rows } => {
+                        let shape = [enc.batch / enc.group, enc.len, -1];
+                        let (k, v) = layer.memory_kv(table);
+                        (
+                            k.index_select(0, rows).view(shape),
+                            v.index_select(0, rows).view(shape),
+                        )
+                    }
                 };
-                MemoryKv::split(&kv, self.dims, enc.group)
+                MemoryKv::new(&k, &v, self.dims, enc.group)
             })
             .collect()
     }
@@ -567,6 +610,9 @@ impl CotTransformer {
             "chain of {t} positions exceeds max_steps = {}",
             self.layout.max_steps
         );
+        crate::profile::add_model_flops(|| {
+            prev.size()[0] as f64 * self.chain_flops_per_row(t as usize)
+        });
         let prev = prev.to_device(self.device);
         let x = Tensor::embedding(&dec.tok, &prev, -1, false, false) + dec.pos.narrow(0, 0, t);
         let mut h = dropout(x, self.cfg.dropout, train);
@@ -627,6 +673,9 @@ impl CotTransformer {
             "decode_step past max_steps = {}",
             self.layout.max_steps
         );
+        crate::profile::add_model_flops(|| {
+            prev_action.size()[0] as f64 * self.decode_step_flops(pos as usize)
+        });
         tch::no_grad(|| {
             let prev = prev_action.to_device(self.device).view([-1, 1]);
             let mut h =
@@ -658,6 +707,7 @@ impl CotTransformer {
         else {
             panic!("this CotTransformer was built without an answer head (layout.answer = None)");
         };
+        crate::profile::add_model_flops(|| enc.batch as f64 * self.answer_flops_per_problem());
         let h = norm.forward(&enc.memory());
         let pooled = match self.cfg.pooling {
             Pooling::Cls => h.select(1, 0),

@@ -161,9 +161,11 @@ pub fn profile(a: &TrainArgs) -> anyhow::Result<()> {
     );
     println!(
         "# MFU = analytic model FLOPs / (wall seconds x that peak). Model FLOPs: 2*m*n*k per \
-         matmul of the forward pass (decoder steps while sampling, teacher-forced passes), \
-         attention scores and mixing included; backward = 2 x forward; LayerNorm, softmax, \
-         element-wise ops and the optimizer count 0."
+         matmul the model runs in its forward passes (decoder steps while sampling, \
+         teacher-forced passes), attention scores and mixing included, counted for the rows \
+         it computes (a memory's keys and values once per distinct row: per table row when \
+         the memory is held as a table, per problem when K samples share it); backward = 2 x \
+         forward; LayerNorm, softmax, element-wise ops and the optimizer count 0."
     );
     println!(
         "# at_peak_ms = FLOPs / peak (the compute); overhead_ms = ms - at_peak_ms (host-side \
