@@ -26,6 +26,10 @@ use crate::rollout::Episodes;
 /// The profile phase of the policy's model calls while acting (see [`crate::profile`]).
 pub const ROLLOUT_MODEL: &str = "rollout_model";
 
+/// The profile phase of answer-CE scoring passes run while collecting (an agent that scores
+/// its episodes' answers before the update).
+pub const ROLLOUT_ANSWER_CE: &str = "rollout_answer_ce";
+
 /// Where a `CotEnv` observation keeps its fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fields {
@@ -314,6 +318,7 @@ impl CotPolicy {
         obs: &BatchObs<'_>,
         extra: Option<ExtraMemory<'_>>,
     ) -> Tensor {
+        let _phase = profile::phase(ROLLOUT_MODEL);
         let b = obs.batch_size();
         let key: &[i64] = extra.map_or(&[], |x| x.key);
         let counts = self.emitted_counts(obs.tokens);
@@ -429,10 +434,7 @@ impl CotPolicy {
         mode: ActMode,
         rng: &mut EnvRng,
     ) -> Result<ActOutput, AgentError> {
-        let logits = {
-            let _phase = profile::phase(ROLLOUT_MODEL);
-            self.next_logits(obs)
-        };
+        let logits = self.next_logits(obs);
         let _phase = profile::phase("rollout_sample");
         choose_actions(&logits, mask, mode, rng)
     }

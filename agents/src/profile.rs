@@ -19,6 +19,7 @@
 //! [`add_flops`]. From these the bench derives each phase's share of the machine's peak.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::time::Instant;
 
 use tch::Device;
@@ -111,9 +112,13 @@ pub fn add_seconds(name: &'static str, seconds: f64) {
 /// Adds `flops` analytic model FLOPs to phase `name` (when profiling is on). `flops` is a
 /// closure so that a run without profiling does not even compute the count.
 pub fn add_flops(name: &'static str, flops: impl FnOnce() -> f64) {
+    if !enabled() {
+        return;
+    }
+    let f = flops();
     TOTALS.with(|t| {
         if let Some(t) = t.borrow_mut().as_mut() {
-            t.entry(name).flops += flops();
+            t.entry(name).flops += f;
         }
     });
 }
@@ -125,9 +130,12 @@ pub const UNPHASED: &str = "model_unphased";
 /// (when profiling is on), and to the running total [`model_flops`] reads. The model calls
 /// this where it computes; other code adds costs the model does not see with [`add_flops`].
 pub fn add_model_flops(flops: impl FnOnce() -> f64) {
+    if !enabled() {
+        return;
+    }
+    let f = flops();
     TOTALS.with(|t| {
         if let Some(t) = t.borrow_mut().as_mut() {
-            let f = flops();
             t.model_flops += f;
             let name = t.open.last().copied().unwrap_or(UNPHASED);
             t.entry(name).flops += f;
@@ -161,14 +169,20 @@ pub fn phase(name: &'static str) -> Phase {
         });
         Instant::now()
     });
-    Phase { name, start }
+    Phase {
+        name,
+        start,
+        _this_thread: PhantomData,
+    }
 }
 
-/// A running phase; see [`phase`].
+/// A running phase; see [`phase`]. Not `Send`: it ends on the thread whose phases it
+/// belongs to.
 #[derive(Debug)]
 pub struct Phase {
     name: &'static str,
     start: Option<Instant>,
+    _this_thread: PhantomData<*const ()>,
 }
 
 impl Drop for Phase {

@@ -168,3 +168,36 @@ fn supervised_agents_update_alike_with_and_without_shards_and_repeat_exactly() {
         }
     }
 }
+
+#[test]
+fn profiled_shards_count_every_shards_flops_and_twice_for_backward() {
+    tch::set_num_threads(2);
+    let env = config(CONFIG, &[]).env.build().unwrap();
+    let ep = oracle_batch(&env, 64);
+    let count = |data_parallel: bool| {
+        let cfg = config(CONFIG, &[&format!("train.data_parallel={data_parallel}")]);
+        let mut agent = agents::registry::build(&cfg, &env, tch::Device::Cpu).unwrap();
+        agents::profile::enable(tch::Device::Cpu);
+        agent.update(AnyBatch::new(ep.clone())).unwrap();
+        let totals = agents::profile::take();
+        agents::profile::disable();
+        let flops = |name: &str| {
+            totals
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(0.0, |p| p.flops)
+        };
+        (flops("forward"), flops("backward"))
+    };
+    let (one_forward, one_backward) = count(false);
+    let (two_forward, two_backward) = count(true);
+    assert!(one_forward > 0.0);
+    assert!((one_backward - 2.0 * one_forward).abs() < 1e-9 * one_forward);
+    assert!((two_backward - 2.0 * two_forward).abs() < 1e-9 * two_forward);
+    // The other shard's FLOPs are merged in, and it projects the memory table again: more
+    // than one pass's worth, far less than two.
+    assert!(
+        two_forward > one_forward && two_forward < 1.5 * one_forward,
+        "{two_forward} vs {one_forward}"
+    );
+}

@@ -13,7 +13,12 @@ if [ $# -lt 2 ]; then
     sed -n 2,10p "$0" >&2
     exit 2
 fi
-old_bin=$(realpath "$1") new_bin=$(realpath "$2") rounds=${3:-3}
+old_bin=$(realpath "$1")
+new_bin=$(realpath "$2")
+rounds=${3:-3}
+for bin in "$old_bin" "$new_bin"; do
+    [ -x "$bin" ] || { echo "train_old_vs_new: $bin is not an executable" >&2; exit 2; }
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cot="--config configs/cycle40_cot.toml --set train.batch_size=512"
@@ -28,7 +33,7 @@ for round in $(seq "$rounds"); do
                 bin=${build}_bin
                 # shellcheck disable=SC2086
                 line=$("${!bin}" bench train ${!workload} --threads "$threads" 2>/dev/null \
-                    | grep '^train ')
+                    | grep '^train ') || line="FAILED"
                 echo "$round cot-$workload $threads $build $line"
             done
         done

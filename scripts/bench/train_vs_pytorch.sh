@@ -107,6 +107,8 @@ print("(per CPU-second is the steadier figure on a shared machine with 1 thread;
       "threads, OpenMP spin-waits count as CPU time)")
 mfu = float(r["train_flops_per_s"]) / peak
 print(f"MFU (3 x forward model FLOPs x examples/s over peak) = {float(r['train_flops_per_s']) / 1e9:.1f} / {peak / 1e9:.1f} GFLOP/s = {100 * mfu:.1f}%")
+print("  (FLOPs as the Rust model runs them: without encoder layers its memory's keys and values "
+      "are projected once per table row, not per problem and position)")
 print(f"  peak = {how}")
 print(f"sampling {sample['chain_len']} tokens x {sample['batch']} chains: KV cache {sample['cached_chains_per_s']} chains/s, "
       f"no cache {sample['uncached_chains_per_s']} chains/s, speedup {sample['speedup']}x")

@@ -75,7 +75,9 @@ use super::rl::{
 use crate::act::{ActMode, ActOutput, BatchObs};
 use crate::agent::{Agent, AgentContext, AgentError, BuildAgent, Collector, Experience, Metrics};
 use crate::optim::AdamW;
-use crate::policy::{load_training_state, step_kinds, training_state, CotPolicy, TeacherBatch};
+use crate::policy::{
+    load_training_state, step_kinds, training_state, CotPolicy, TeacherBatch, ROLLOUT_ANSWER_CE,
+};
 use crate::profile;
 
 /// How the advantage of each policy step is estimated (`[algo] advantage`).
@@ -496,6 +498,8 @@ impl Clipped {
         match self.cfg.reward {
             RewardKind::Answer => Ok(batch.episodes.returns()),
             RewardKind::AnswerCe => {
+                // Scored while collecting, so profiled as part of the rollout.
+                let _phase = profile::phase(ROLLOUT_ANSWER_CE);
                 let answer_action = self.policy.answer_action() as i64;
                 let forced = with_correct_answers(&batch.episodes, batch.answers()?, answer_action);
                 answer_ce_returns(&self.policy, &forced, None, self.micro_batches)

@@ -529,8 +529,12 @@ impl ExpertIteration {
             }
         }
         let prev = Tensor::from_slice(&prev).view([ni, te as i64]);
+        let forward = crate::profile::phase("forward");
+        let counted = crate::profile::model_flops();
         let enc = model.encode(&b.input, &b.difficulty, true);
         let heads = model.forward_chain(&enc, &prev, true);
+        let forward_flops = crate::profile::model_flops() - counted;
+        drop(forward);
         let logits = heads.logits.narrow(1, 0, ti);
         let dev = logits.device();
         let valid = (&b.chain + &b.answer).to_device(dev);
@@ -539,6 +543,7 @@ impl ExpertIteration {
             .to_device(dev);
         let tgt = match anchor {
             Some(anchor) => tch::no_grad(|| {
+                let _phase = crate::profile::phase("score");
                 let m = anchor.model();
                 let enc = m.encode(&b.input, &b.difficulty, false);
                 let logits = m.forward_chain(&enc, &b.prev, false).logits;
@@ -561,7 +566,12 @@ impl ExpertIteration {
         let err = &heads.value - &ret;
         let value_se = (&err * &err * &vmask).sum(Kind::Float);
         let loss = (&ce * &w).sum(Kind::Float) + &value_se * (self.cfg.value_weight / steps);
-        loss.backward();
+        {
+            let _phase = crate::profile::phase("backward");
+            loss.backward();
+        }
+        // The backward pass of a matmul costs two forward ones.
+        crate::profile::add_flops("backward", || 2.0 * forward_flops);
         let (target_entropy, value_sum) = tch::no_grad(|| {
             let h = -(&tgt * tgt.clamp_min(1e-12).log()).sum_dim_intlist(-1, false, Kind::Float);
             (
@@ -865,7 +875,10 @@ impl Agent for ExpertIteration {
         };
         let (chain, answer) = step_kinds(ep, answer_action);
         if let (ValueTarget::AnswerProb, Some(f)) = (self.cfg.value_target, forced.as_ref()) {
-            let lp = answer_ce_returns(&self.policy, f, None, self.micro_batches)?;
+            let lp = {
+                let _phase = crate::profile::phase("answer_ce");
+                answer_ce_returns(&self.policy, f, None, self.micro_batches)?
+            };
             for i in 0..n {
                 let len = ep.lengths[i].min(t);
                 let answered = (0..len).any(|k| answer[i * t + k] > 0.0);

@@ -291,6 +291,7 @@ impl Agent for Poppy {
         };
         let returns = match (&forced, self.cfg.reward) {
             (Some(f), RewardKind::AnswerCe) => {
+                let _phase = crate::profile::phase("answer_ce");
                 let rows = tch::no_grad(|| self.member_rows(&member_of));
                 answer_ce_returns(&self.policy, f, Some(&rows), self.micro_batches)?
             }
@@ -333,9 +334,13 @@ impl Agent for Poppy {
             } else {
                 std::borrow::Cow::Owned(train_ep.rows(r.clone()))
             };
+            let forward = crate::profile::phase("forward");
+            let counted = crate::profile::model_flops();
             let b = self.policy.teacher_batch(&part);
             let rows = self.member_rows(&member_of[r.clone()]);
             let pass = pg_pass(&self.policy, &b, Some(&rows), true);
+            let forward_flops = crate::profile::model_flops() - counted;
+            drop(forward);
             let dev = pass.logp.device();
             let m = r.len();
             let cells = r.start * t..r.end * t;
@@ -352,7 +357,12 @@ impl Agent for Poppy {
                 sup = ce.double_value(&[]);
                 loss += ce * self.cfg.answer_supervision;
             }
-            loss.backward();
+            {
+                let _phase = crate::profile::phase("backward");
+                loss.backward();
+            }
+            // The backward pass of a matmul costs two forward ones.
+            crate::profile::add_flops("backward", || 2.0 * forward_flops);
             for (acc, x) in sums.iter_mut().zip([
                 loss.double_value(&[]),
                 pg.double_value(&[]),

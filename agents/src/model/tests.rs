@@ -662,7 +662,45 @@ fn passes_count_the_flops_they_compute() {
     let factored = counted(|| {
         m.forward_chain(&m.encode(&x, &d, false), &prev, false);
     });
-    let expected = 16.0 * m.chain_flops_per_row(4) + 33.0 * m.memory_kv_flops_per_row();
+    let s = m.memory_len();
+    let expected = 16.0 * m.chain_flops_per_row(4, s) + 33.0 * m.memory_kv_flops_per_row();
     assert!(close(factored, expected), "{factored} vs {expected}");
     assert!(factored < 16.0 * m.flops_per_example(4));
+    // Extra memory rows (one per problem) are projected and attended to like the others.
+    let (x, d) = inputs(&m, 2, 5);
+    let prev = prefix(&m, 2, 4, 6);
+    let extra = Tensor::zeros([2, 1, 8], (Kind::Float, Device::Cpu));
+    let with_extra = counted(|| {
+        let enc = m.encode(&x, &d, false).with_extra_rows(&extra);
+        m.forward_chain(&enc, &prev, false);
+    });
+    let expected =
+        2.0 * ((s + 1) as f64 * m.memory_kv_flops_per_row() + m.chain_flops_per_row(4, s + 1));
+    assert!(close(with_extra, expected), "{with_extra} vs {expected}");
+}
+
+#[test]
+fn shared_and_encoded_memories_count_once_per_problem() {
+    // An encoder layer, an answer head, and 2 problems read by 3 decoder rows each.
+    let lay = layout(6, 5, 5).with_answer_head(1, 5);
+    let (_vs, m) = build(&tiny(), &lay, 0);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
+    let s = m.memory_len() as f64;
+    let (x, d) = inputs(&m, 2, 7);
+    let prev = prefix(&m, 6, 4, 8);
+    let shared = counted(|| {
+        let enc = m.encode(&x, &d, false).shared_by(3);
+        m.forward_chain(&enc, &prev, false);
+    });
+    let expected = 2.0 * (m.encoder_flops_per_problem() + s * m.memory_kv_flops_per_row())
+        + 6.0 * m.chain_flops_per_row(4, m.memory_len());
+    assert!(m.encoder_flops_per_problem() > 0.0);
+    assert!(close(shared, expected), "{shared} vs {expected}");
+    // The answer head reads the encoded memory: no keys and values projected.
+    let answer = counted(|| {
+        let _ = m.answer_only(&m.encode(&x, &d, false));
+    });
+    let expected = 2.0 * (m.encoder_flops_per_problem() + m.answer_flops_per_problem());
+    assert!(m.answer_flops_per_problem() > 0.0);
+    assert!(close(answer, expected), "{answer} vs {expected}");
 }

@@ -404,7 +404,7 @@ impl CotTransformer {
 
     /// Forward FLOPs of the cross-attention keys and values of one memory row, every decoder
     /// layer. A memory row is projected once however many decoder rows read it, and a
-    /// memory held as a table of distinct rows (no encoder layers) is projected row by
+    /// memory held as a table of distinct rows (no encoder layers) is projected once per
     /// table row, so a batch's count depends on how it was encoded.
     pub fn memory_kv_flops_per_row(&self) -> f64 {
         if self.decoder.is_none() {
@@ -414,18 +414,19 @@ impl CotTransformer {
         self.cfg.decoder_layers as f64 * 4.0 * d * d
     }
 
-    /// Forward FLOPs of one decoder row over `chain_len` positions (teacher forcing): the
+    /// Forward FLOPs of one decoder row over `chain_len` positions (teacher forcing) reading
+    /// `memory_rows` memory rows ([`memory_len`](Self::memory_len), plus any extra rows): the
     /// decoder layers (causal self-attention counted over its lower triangle, cross-attention
     /// over the memory, whose keys and values are not included: see
     /// [`memory_kv_flops_per_row`](Self::memory_kv_flops_per_row)) and the heads. 0 without
     /// a chain decoder.
-    pub fn chain_flops_per_row(&self, chain_len: usize) -> f64 {
+    pub fn chain_flops_per_row(&self, chain_len: usize, memory_rows: usize) -> f64 {
         if self.decoder.is_none() {
             return 0.0;
         }
         let d = self.dims.width as f64;
         let m = self.dims.mlp as f64;
-        let s = self.memory_len() as f64;
+        let s = memory_rows as f64;
         let t = chain_len as f64;
         let per_app =
             2.0 * t * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * t * (t + 1.0) / 2.0 + 4.0 * t * s * d;
@@ -449,7 +450,7 @@ impl CotTransformer {
     /// [`crate::profile::add_model_flops`], which for a factored or shared memory is less.
     pub fn flops_per_example(&self, chain_len: usize) -> f64 {
         let readout = if self.decoder.is_some() {
-            self.chain_flops_per_row(chain_len)
+            self.chain_flops_per_row(chain_len, self.memory_len())
         } else {
             self.answer_flops_per_problem()
         };
@@ -458,18 +459,18 @@ impl CotTransformer {
             + readout
     }
 
-    /// Forward FLOPs per problem of [`decode_step`](Self::decode_step) at position `pos`
-    /// (0 = the START token): the decoder's matmuls and attention over `pos + 1` cached
-    /// positions and the memory, and the heads; the same terms as
-    /// [`chain_flops_per_row`](Self::chain_flops_per_row) counts for one position, so a chain
-    /// decoded step by step costs what its teacher-forced pass does.
-    pub fn decode_step_flops(&self, pos: usize) -> f64 {
+    /// Forward FLOPs per row of [`decode_step`](Self::decode_step) at position `pos` (0 =
+    /// the START token) reading `memory_rows` memory rows: the decoder's matmuls and
+    /// attention over `pos + 1` cached positions and the memory, and the heads; the same
+    /// terms as [`chain_flops_per_row`](Self::chain_flops_per_row) counts for one position,
+    /// so a chain decoded step by step costs what its teacher-forced pass does.
+    pub fn decode_step_flops(&self, pos: usize, memory_rows: usize) -> f64 {
         if self.decoder.is_none() {
             return 0.0;
         }
         let d = self.dims.width as f64;
         let m = self.dims.mlp as f64;
-        let s = self.memory_len() as f64;
+        let s = memory_rows as f64;
         let per_app =
             2.0 * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * (pos as f64 + 1.0) + 4.0 * s * d;
         self.cfg.decoder_layers as f64 * self.cfg.repeat as f64 * per_app
@@ -562,16 +563,17 @@ impl CotTransformer {
     /// Cross-attention keys and values `[G, heads, S, head_dim]` of every decoder layer, one
     /// per memory (`G = B / rows_per_memory`).
     fn cross_kv(&self, dec: &Decoder, enc: &Encoded) -> Vec<MemoryKv> {
+        // Every layer projects the rows the memory holds: a table's rows, or each problem's.
+        crate::profile::add_model_flops(|| {
+            let rows = match &enc.memory {
+                Memory::Dense(m) => m.size()[0] * m.size()[1],
+                Memory::Factored { table, .. } => table.size()[0],
+            };
+            rows as f64 * self.memory_kv_flops_per_row()
+        });
         dec.layers
             .iter()
             .map(|layer| {
-                crate::profile::add_model_flops(|| {
-                    let rows = match &enc.memory {
-                        Memory::Dense(m) => m.size()[0] * m.size()[1],
-                        Memory::Factored { table, .. } => table.size()[0],
-                    };
-                    rows as f64 * self.memory_kv_flops_per_row() / dec.layers.len() as f64
-                });
                 let (k, v) = match &enc.memory {
                     Memory::Dense(m) => layer.memory_kv(m),
                     Memory::Factored { table, rows } => {
@@ -611,7 +613,7 @@ impl CotTransformer {
             self.layout.max_steps
         );
         crate::profile::add_model_flops(|| {
-            prev.size()[0] as f64 * self.chain_flops_per_row(t as usize)
+            prev.size()[0] as f64 * self.chain_flops_per_row(t as usize, enc.len())
         });
         let prev = prev.to_device(self.device);
         let x = Tensor::embedding(&dec.tok, &prev, -1, false, false) + dec.pos.narrow(0, 0, t);
@@ -674,7 +676,11 @@ impl CotTransformer {
             self.layout.max_steps
         );
         crate::profile::add_model_flops(|| {
-            prev_action.size()[0] as f64 * self.decode_step_flops(pos as usize)
+            let memory_rows = state
+                .cross_kv
+                .first()
+                .map_or(self.memory_len(), |kv| kv.k.size()[2] as usize);
+            prev_action.size()[0] as f64 * self.decode_step_flops(pos as usize, memory_rows)
         });
         tch::no_grad(|| {
             let prev = prev_action.to_device(self.device).view([-1, 1]);

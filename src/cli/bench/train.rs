@@ -2,8 +2,8 @@
 //!
 //! Builds the config's env and agent through the registries (as `factorexe train` does, with
 //! no run directory), plays the run's first updates with the run's seeds, and reads the
-//! phase timers and analytic FLOPs the agent and the policy report through
-//! [`agents::profile`]. The peak the FLOPs are compared with is a large fp32 matmul
+//! phase timers the agent and the policy report and the analytic FLOPs the model counts (and
+//! the agents' backward passes add) through [`agents::profile`]. The peak the FLOPs are compared with is a large fp32 matmul
 //! measured in the same process at the same thread count.
 
 use std::path::Path;
@@ -22,7 +22,11 @@ use super::TrainArgs;
 
 /// The phases the report shows under each part of an update, in order; a phase an agent
 /// reports that is not listed here is shown under `update` after them.
-const ROLLOUT_PHASES: [&str; 2] = [agents::policy::ROLLOUT_MODEL, "rollout_sample"];
+const ROLLOUT_PHASES: [&str; 3] = [
+    agents::policy::ROLLOUT_MODEL,
+    "rollout_sample",
+    agents::policy::ROLLOUT_ANSWER_CE,
+];
 const UPDATE_PHASES: [&str; 7] = [
     "answer_ce",
     "score",
