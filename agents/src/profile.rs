@@ -157,17 +157,19 @@ pub fn synchronize() {
     }
 }
 
-/// Times phase `name` until the guard is dropped (when profiling is on).
+/// Times phase `name` until the guard is dropped or [finished](Phase::finish) (when
+/// profiling is on).
 #[must_use = "the phase ends when the guard is dropped"]
 pub fn phase(name: &'static str) -> Phase {
     let start = enabled().then(|| {
         synchronize();
-        TOTALS.with(|t| {
-            if let Some(t) = t.borrow_mut().as_mut() {
+        let counted = TOTALS.with(|t| {
+            t.borrow_mut().as_mut().map_or(0.0, |t| {
                 t.open.push(name);
-            }
+                t.model_flops
+            })
         });
-        Instant::now()
+        (Instant::now(), counted)
     });
     Phase {
         name,
@@ -181,13 +183,37 @@ pub fn phase(name: &'static str) -> Phase {
 #[derive(Debug)]
 pub struct Phase {
     name: &'static str,
-    start: Option<Instant>,
+    /// When it began, and [`model_flops`] then.
+    start: Option<(Instant, f64)>,
     _this_thread: PhantomData<*const ()>,
+}
+
+impl Phase {
+    /// Ends the phase and returns the model FLOPs counted on this thread while it ran
+    /// (nested phases included; 0 when profiling is off): a forward pass's FLOPs, from
+    /// which its backward pass is charged ([`backward`]).
+    pub fn finish(self) -> f64 {
+        let flops = self
+            .start
+            .map_or(0.0, |(_, counted)| model_flops() - counted);
+        drop(self);
+        flops
+    }
+}
+
+/// Backpropagates `loss` inside the `backward` phase, charged twice `forward_flops` (the
+/// backward pass of a matmul costs two forward ones).
+pub fn backward(loss: &tch::Tensor, forward_flops: f64) {
+    {
+        let _phase = phase("backward");
+        loss.backward();
+    }
+    add_flops("backward", || 2.0 * forward_flops);
 }
 
 impl Drop for Phase {
     fn drop(&mut self) {
-        if let Some(start) = self.start {
+        if let Some((start, _)) = self.start {
             synchronize();
             add_seconds(self.name, start.elapsed().as_secs_f64());
             TOTALS.with(|t| {
@@ -237,11 +263,19 @@ mod tests {
         }
         add_model_flops(|| 8.0);
         assert_eq!(model_flops(), 15.0);
+        // A finished phase returns what was counted while it ran, nested phases included.
+        let outer = phase("outer");
+        add_model_flops(|| 16.0);
+        let inner = phase("inner");
+        add_model_flops(|| 32.0);
+        assert_eq!(inner.finish(), 32.0);
+        assert_eq!(outer.finish(), 48.0);
+        add_model_flops(|| 64.0);
         let t = take();
         let flops = |n: &str| t.iter().find(|p| p.name == n).map(|p| p.flops);
-        assert_eq!(flops("outer"), Some(5.0));
-        assert_eq!(flops("inner"), Some(2.0));
-        assert_eq!(flops(UNPHASED), Some(8.0));
+        assert_eq!(flops("outer"), Some(5.0 + 16.0));
+        assert_eq!(flops("inner"), Some(2.0 + 32.0));
+        assert_eq!(flops(UNPHASED), Some(8.0 + 64.0));
         disable();
         assert_eq!(model_flops(), 0.0);
         assert!(!enabled());

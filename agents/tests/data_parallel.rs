@@ -1,6 +1,7 @@
 //! Data parallelism over threads (`train.data_parallel`): two shards on two threads give the
 //! gradient and the update of one pass over the batch, and the same run twice gives the same
-//! weights. In a file of its own because it sets libtorch's process-wide thread count.
+//! weights. In a file of its own because it sets libtorch's process-wide thread count, and
+//! its tests hold [`SERIAL`] because a data-parallel update lowers that count while it runs.
 
 use std::sync::Mutex;
 
@@ -10,6 +11,10 @@ use agents::rollout::{Collector, Episodes, Lockstep};
 use agents::testing::{config, tiny_policy};
 use agents::{CotPolicy, Metrics};
 use tch::{Kind, Tensor};
+
+/// Held by each test: the thread count one test's update sets for a moment would change how
+/// many shards another test's update takes.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const CONFIG: &str = r#"
 seed = 3
@@ -73,6 +78,7 @@ fn grads(policy: &CotPolicy) -> Vec<(String, Option<Tensor>)> {
 
 #[test]
 fn two_shards_on_two_threads_sum_to_the_batch_gradient() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let env = config(CONFIG, &[]).env.build().unwrap();
     let ep = oracle_batch(&env, 64);
@@ -140,6 +146,7 @@ fn train(data_parallel: bool, algo: &[&str]) -> (Vec<(String, Tensor)>, Vec<Metr
 
 #[test]
 fn supervised_agents_update_alike_with_and_without_shards_and_repeat_exactly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     for algo in [
         vec!["algo.name=\"cot_supervised\""],
@@ -171,6 +178,7 @@ fn supervised_agents_update_alike_with_and_without_shards_and_repeat_exactly() {
 
 #[test]
 fn profiled_shards_count_every_shards_flops_and_twice_for_backward() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(2);
     let env = config(CONFIG, &[]).env.build().unwrap();
     let ep = oracle_batch(&env, 64);

@@ -694,10 +694,9 @@ impl Agent for Clipped {
             && self.micro_batches == 1
             && self.policy.model().config().dropout == 0.0)
             .then(|| {
-                let _phase = profile::phase("forward");
-                let counted = profile::model_flops();
+                let forward = profile::phase("forward");
                 let pass = pg_pass(&self.policy, &tb, None, true);
-                (pass, profile::model_flops() - counted)
+                (pass, forward.finish())
             });
         let (logp_old, value_old) = match &single_pass {
             Some((pass, _)) => (pass.logp.detach(), pass.value.detach()),
@@ -817,10 +816,9 @@ impl Agent for Clipped {
                             flops,
                         ),
                         None => {
-                            let _phase = profile::phase("forward");
-                            let counted = profile::model_flops();
+                            let forward = profile::phase("forward");
                             let pass = pg_pass(&self.policy, &select_rows(&tb, &idx), None, true);
-                            (pass, profile::model_flops() - counted)
+                            (pass, forward.finish())
                         }
                     };
                     let (m, a) = (pick(&pg_t), pick(&adv_t));
@@ -860,12 +858,7 @@ impl Agent for Clipped {
                         tally.supervision += ce.double_value(&[]);
                         loss += ce * self.cfg.answer_supervision;
                     }
-                    {
-                        let _phase = profile::phase("backward");
-                        // The backward pass of a matmul costs two forward ones.
-                        profile::add_flops("backward", || 2.0 * forward_flops);
-                        loss.backward();
-                    }
+                    profile::backward(&loss, forward_flops);
                     tch::no_grad(|| {
                         let masked = |x: Tensor| (x * &m).sum(Kind::Float).double_value(&[]);
                         let r = ratio.detach();

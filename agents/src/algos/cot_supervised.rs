@@ -108,7 +108,6 @@ fn accumulate(
     n_answer: f64,
 ) -> [f64; 6] {
     let forward = crate::profile::phase("forward");
-    let counted = crate::profile::model_flops();
     let b = policy.teacher_batch(ep);
     let model = policy.model();
     let enc = model.encode(&b.input, &b.difficulty, true);
@@ -121,14 +120,7 @@ fn accumulate(
     let answer_ce = (&s.ce * &answer).sum(Kind::Float);
     let loss = &chain_ce * (cfg.chain_weight / n_chain.max(1.0))
         + &answer_ce * (cfg.answer_weight / n_answer.max(1.0));
-    let forward_flops = crate::profile::model_flops() - counted;
-    drop(forward);
-    {
-        let _phase = crate::profile::phase("backward");
-        loss.backward();
-    }
-    // The backward pass of a matmul costs two forward ones.
-    crate::profile::add_flops("backward", || 2.0 * forward_flops);
+    crate::profile::backward(&loss, forward.finish());
     [
         chain_ce.double_value(&[]),
         answer_ce.double_value(&[]),

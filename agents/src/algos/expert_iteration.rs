@@ -530,11 +530,9 @@ impl ExpertIteration {
         }
         let prev = Tensor::from_slice(&prev).view([ni, te as i64]);
         let forward = crate::profile::phase("forward");
-        let counted = crate::profile::model_flops();
         let enc = model.encode(&b.input, &b.difficulty, true);
         let heads = model.forward_chain(&enc, &prev, true);
-        let forward_flops = crate::profile::model_flops() - counted;
-        drop(forward);
+        let forward_flops = forward.finish();
         let logits = heads.logits.narrow(1, 0, ti);
         let dev = logits.device();
         let valid = (&b.chain + &b.answer).to_device(dev);
@@ -566,12 +564,7 @@ impl ExpertIteration {
         let err = &heads.value - &ret;
         let value_se = (&err * &err * &vmask).sum(Kind::Float);
         let loss = (&ce * &w).sum(Kind::Float) + &value_se * (self.cfg.value_weight / steps);
-        {
-            let _phase = crate::profile::phase("backward");
-            loss.backward();
-        }
-        // The backward pass of a matmul costs two forward ones.
-        crate::profile::add_flops("backward", || 2.0 * forward_flops);
+        crate::profile::backward(&loss, forward_flops);
         let (target_entropy, value_sum) = tch::no_grad(|| {
             let h = -(&tgt * tgt.clamp_min(1e-12).log()).sum_dim_intlist(-1, false, Kind::Float);
             (

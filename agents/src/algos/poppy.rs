@@ -335,12 +335,10 @@ impl Agent for Poppy {
                 std::borrow::Cow::Owned(train_ep.rows(r.clone()))
             };
             let forward = crate::profile::phase("forward");
-            let counted = crate::profile::model_flops();
             let b = self.policy.teacher_batch(&part);
             let rows = self.member_rows(&member_of[r.clone()]);
             let pass = pg_pass(&self.policy, &b, Some(&rows), true);
-            let forward_flops = crate::profile::model_flops() - counted;
-            drop(forward);
+            let forward_flops = forward.finish();
             let dev = pass.logp.device();
             let m = r.len();
             let cells = r.start * t..r.end * t;
@@ -357,12 +355,7 @@ impl Agent for Poppy {
                 sup = ce.double_value(&[]);
                 loss += ce * self.cfg.answer_supervision;
             }
-            {
-                let _phase = crate::profile::phase("backward");
-                loss.backward();
-            }
-            // The backward pass of a matmul costs two forward ones.
-            crate::profile::add_flops("backward", || 2.0 * forward_flops);
+            crate::profile::backward(&loss, forward_flops);
             for (acc, x) in sums.iter_mut().zip([
                 loss.double_value(&[]),
                 pg.double_value(&[]),

@@ -267,7 +267,7 @@ impl Agent for Reinforce {
         // with answer supervision the pass runs over the episodes with the correct answers
         // forced in, so it already holds the log-probabilities the answer-CE return sums.
         let passes: Vec<PgPass> = {
-            let _phase = profile::phase("forward");
+            let forward = profile::phase("forward");
             let mut passes = Vec::with_capacity(parts.len());
             for r in &parts {
                 let part = if r.len() == n {
@@ -276,12 +276,12 @@ impl Agent for Reinforce {
                     Cow::Owned(train_ep.rows(r.clone()))
                 };
                 let b = self.policy.teacher_batch(&part);
-                let counted = profile::model_flops();
                 passes.push(pg_pass_shared(&self.policy, &b, k, true));
-                let flops = profile::model_flops() - counted;
-                // The backward pass of a matmul costs two forward ones.
-                profile::add_flops("backward", || 2.0 * flops);
             }
+            // Every part's graph is backpropagated below; a matmul's backward pass costs two
+            // forward ones.
+            let forward_flops = forward.finish();
+            profile::add_flops("backward", || 2.0 * forward_flops);
             passes
         };
         let returns = match self.cfg.reward {

@@ -159,7 +159,6 @@ impl Supervised {
 fn accumulate(policy: &CotPolicy, readout: Readout, ep: &Episodes, n_answer: f64) -> (f64, f64) {
     let model = policy.model();
     let forward = crate::profile::phase("forward");
-    let counted = crate::profile::model_flops();
     let (loss, ce, correct) = match readout {
         Readout::Decoder => {
             let b = policy.teacher_batch(ep);
@@ -198,14 +197,7 @@ fn accumulate(policy: &CotPolicy, readout: Readout, ep: &Episodes, n_answer: f64
             (&ce / n_answer.max(1.0), ce, correct)
         }
     };
-    let forward_flops = crate::profile::model_flops() - counted;
-    drop(forward);
-    {
-        let _phase = crate::profile::phase("backward");
-        loss.backward();
-    }
-    // The backward pass of a matmul costs two forward ones.
-    crate::profile::add_flops("backward", || 2.0 * forward_flops);
+    crate::profile::backward(&loss, forward.finish());
     (ce.double_value(&[]), correct)
 }
 
