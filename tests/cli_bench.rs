@@ -303,3 +303,69 @@ fn bench_train_profiles_answer_only_training() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// At two threads the supervised update runs as two data-parallel shards (on worker threads
+/// kept across updates), and the peak is measured before and after the updates with the
+/// higher kept: the MFU printed is the FLOPs over that peak, never above 100%.
+#[test]
+fn bench_train_at_two_threads_profiles_its_shards_against_the_higher_peak() {
+    let dir = std::env::temp_dir().join(format!("fx_bench_dp_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("sup.toml");
+    std::fs::write(
+        &config,
+        "[env]\nname = \"cycle\"\nlength = 5\n\
+         [train]\nbatch_size = 64\nlevels = [1, 2]\n\
+         [algo]\nname = \"supervised\"\n\
+         [model]\nheads = 2\nhead_dim = 16\ndecoder_layers = 1\n",
+    )
+    .unwrap();
+    let out = factorexe(&[
+        "bench",
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let peak_line = text
+        .lines()
+        .find(|l| l.starts_with("# fp32 matmul peak"))
+        .unwrap_or_else(|| panic!("no peak line in\n{text}"));
+    let number_after = |tag: &str| -> f64 {
+        let rest =
+            &peak_line[peak_line.find(tag).unwrap_or_else(|| panic!("{tag}?")) + tag.len()..];
+        rest.trim_start()
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after `{tag}` in {peak_line}"))
+    };
+    let (peak, before, after) = (
+        number_after("kept):"),
+        number_after("(before"),
+        number_after(", after"),
+    );
+    assert!(before > 0.0 && after > 0.0, "{peak_line}");
+    assert!((peak - before.max(after)).abs() < 0.11, "{peak_line}");
+    let lines = profile_lines(&text);
+    let train = &lines.iter().find(|(k, _)| k == "train").expect("train").1;
+    let mfu = positive(train, "mfu");
+    assert!(mfu <= 100.0, "MFU {mfu}% above the peak:\n{text}");
+    let shards = lines.iter().find(|(k, f)| {
+        k == "phase" && f.get("name").map(String::as_str) == Some("update/shard_wait")
+    });
+    assert!(
+        shards.is_some(),
+        "two threads, but no data-parallel shards:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

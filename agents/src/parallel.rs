@@ -36,11 +36,16 @@ use crate::profile;
 /// Fewest rows per shard: below this a shard's ops are too small to be worth a thread.
 pub const MIN_ROWS_PER_SHARD: usize = 16;
 
-/// Copies of a policy, one per extra thread, kept between updates (see the module doc).
+/// Copies of a policy, one per extra thread, and the threads that run them, kept between
+/// updates (see the module doc).
 #[derive(Debug, Default)]
 pub struct DataParallel {
     enabled: bool,
     replicas: Vec<CotPolicy>,
+    /// One long-lived thread per replica. A thread made afresh for every update started with
+    /// a cold allocator arena and cold MKL buffers: twice the calling thread's time in page
+    /// faults, and its shard finished last.
+    workers: Option<rayon::ThreadPool>,
 }
 
 impl DataParallel {
@@ -49,6 +54,7 @@ impl DataParallel {
         DataParallel {
             enabled,
             replicas: Vec::new(),
+            workers: None,
         }
     }
 
@@ -105,6 +111,10 @@ impl DataParallel {
                 v.zero_grad();
             }
         }
+        let workers = match &mut self.workers {
+            Some(pool) if pool.current_num_threads() == shards - 1 => pool,
+            slot => slot.insert(worker_threads(shards - 1)?),
+        };
         drop(start);
         let profiling = profile::enabled();
         let device = policy.device();
@@ -112,41 +122,48 @@ impl DataParallel {
         // Every shard, this thread's included, runs its ops on one thread.
         tch::set_num_threads(1);
         let main: &CotPolicy = policy;
-        let (first, rest) = std::thread::scope(|scope| {
+        let mut rest: Vec<Option<ShardOutput<R>>> = (1..shards).map(|_| None).collect();
+        let (first, wait) = workers.in_place_scope(|scope| {
             let parts = &parts;
-            let handles: Vec<_> = self
+            for ((replica, range), slot) in self
                 .replicas
                 .iter_mut()
                 .zip(ranges[1..].iter().cloned())
-                .map(|(replica, range)| {
-                    scope.spawn(move || {
-                        tch::set_num_threads(1);
-                        if profiling {
-                            profile::enable(device);
-                        }
-                        let out = parts(replica, range);
-                        let totals = if profiling {
-                            let t = profile::take();
-                            profile::disable();
-                            t
-                        } else {
-                            Vec::new()
-                        };
-                        (out, totals)
-                    })
-                })
-                .collect();
+                .zip(rest.iter_mut())
+            {
+                scope.spawn(move |_| {
+                    tch::set_num_threads(1);
+                    if profiling {
+                        profile::enable(device);
+                    }
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parts(replica, range)
+                    }));
+                    let totals = if profiling {
+                        let t = profile::take();
+                        profile::disable();
+                        t
+                    } else {
+                        Vec::new()
+                    };
+                    *slot = Some((out.ok(), totals));
+                });
+            }
             let first = parts(main, ranges[0].clone());
-            let _wait = profile::phase("shard_wait");
-            let rest: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-            (first, rest)
+            (first, profile::phase("shard_wait"))
         });
+        drop(wait);
         tch::set_num_threads(threads);
         let mut results = first?;
-        for joined in rest {
-            let (out, totals) = joined.map_err(|_| {
-                AgentError::Incompatible("a data-parallel worker thread panicked".into())
-            })?;
+        for slot in rest {
+            let (out, totals) = match slot {
+                Some((Some(out), totals)) => (out, totals),
+                _ => {
+                    return Err(AgentError::Incompatible(
+                        "a data-parallel worker thread panicked".into(),
+                    ))
+                }
+            };
             results.extend(out?);
             // The shards ran at the same time as this thread's: their FLOPs count, their
             // seconds are already in this thread's wall time.
@@ -159,6 +176,21 @@ impl DataParallel {
         Ok(results)
     }
 }
+
+/// `n` threads for replicas' shards, kept across updates.
+fn worker_threads(n: usize) -> Result<rayon::ThreadPool, AgentError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("data-parallel-{}", i + 1))
+        .build()
+        .map_err(|e| {
+            AgentError::Incompatible(format!("could not start the data-parallel threads: {e}"))
+        })
+}
+
+/// What a replica's shard returns: its parts' results (`None` if it panicked) and the
+/// phases its thread profiled.
+type ShardOutput<R> = (Option<Result<Vec<R>, AgentError>>, Vec<profile::PhaseTotal>);
 
 /// The shards of an update of `rows` rows on `device` with `threads` libtorch threads; see
 /// [`DataParallel::shards`].

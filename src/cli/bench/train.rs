@@ -54,7 +54,10 @@ pub fn profile(a: &TrainArgs) -> anyhow::Result<()> {
     let mut agent = agents::registry::build(&cfg, &env, device)
         .with_context(|| format!("building the agent of {}", a.config.display()))?;
     let threads = tch::get_num_threads();
-    let peak = matmul_peak(device);
+    // The peak is measured before and after the updates and the higher rate kept: a
+    // moment when another process held a core would otherwise lower the peak and inflate
+    // the MFU (a one-off measurement on a shared machine once read half the true peak).
+    let peak_before = matmul_peak(device, threads);
     let dispatch = small_op_seconds(device);
 
     let problems = cfg.train.batch_size;
@@ -99,6 +102,8 @@ pub fn profile(a: &TrainArgs) -> anyhow::Result<()> {
         }
     }
     profile::disable();
+    let peak_after = matmul_peak(device, threads);
+    let peak = peak_before.max(peak_after);
 
     let updates = a.steps as f64;
     let get = |name: &str| {
@@ -158,9 +163,13 @@ pub fn profile(a: &TrainArgs) -> anyhow::Result<()> {
 
     header(&a.config, &cfg, &env, agent.as_ref(), device, threads, a);
     println!(
-        "# fp32 matmul peak ({MATMUL_N}x{MATMUL_N} by {MATMUL_N}x{MATMUL_N}, {threads} threads, \
-         best of the repetitions): {:.1} GFLOP/s; one small op dispatched and run: {:.2} us",
+        "# fp32 matmul peak ({MATMUL_N}x{MATMUL_N} by {MATMUL_N}x{MATMUL_N}; {threads} threads, \
+         each multiplying its own pair at once on one libtorch thread, rates added; the best \
+         repetition, measured before and after the updates and the higher kept): {:.1} GFLOP/s \
+         (before {:.1}, after {:.1}); one small op dispatched and run: {:.2} us",
         peak / 1e9,
+        peak_before / 1e9,
+        peak_after / 1e9,
         dispatch * 1e6
     );
     println!(
@@ -242,9 +251,36 @@ fn header(
 /// Side of the square matmul that measures the peak.
 const MATMUL_N: i64 = 1024;
 
+/// This machine's fp32 matmul peak (FLOP/s) at `threads` threads. On the CPU with two or
+/// more threads, `threads` products run at once, each on its own thread with one libtorch
+/// thread (as data-parallel shards run), and their rates are added: one product split over
+/// libtorch's threads sometimes ran on a single core (half the peak, so twice the MFU).
+fn matmul_peak(device: Device, threads: i32) -> f64 {
+    if device != Device::Cpu || threads < 2 {
+        return matmul_rate(device);
+    }
+    let saved = tch::get_num_threads();
+    let total = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    tch::set_num_threads(1);
+                    matmul_rate(Device::Cpu)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0.0))
+            .sum::<f64>()
+    });
+    tch::set_num_threads(saved);
+    total
+}
+
 /// The best fp32 matmul rate (FLOP/s) over about half a second of `MATMUL_N`-sided
-/// products on `device` at the current thread count.
-fn matmul_peak(device: Device) -> f64 {
+/// products on `device` at this thread's libtorch thread count.
+fn matmul_rate(device: Device) -> f64 {
     let opts = (Kind::Float, device);
     let x = Tensor::randn([MATMUL_N, MATMUL_N], opts);
     let y = Tensor::randn([MATMUL_N, MATMUL_N], opts);
