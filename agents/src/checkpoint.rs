@@ -675,8 +675,8 @@ pub fn copy_into(
     copy_named(&sorted_variables(vs), tensors, prefix, "tensors")
 }
 
-/// Like [`copy_into`] for tensors outside a VarStore (optimizer state): `targets` are
-/// shallow copies of the destination tensors, whose storage receives the data.
+/// Like [`copy_into`] for tensors outside a VarStore: `targets` are shallow copies of the
+/// destination tensors, whose storage receives the data.
 pub fn copy_into_tensors(
     targets: &[(String, Tensor)],
     tensors: &[(String, Tensor)],

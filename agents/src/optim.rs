@@ -40,13 +40,14 @@ pub enum OptimError {
 
 /// Runs libtorch's CPU ops on one thread until dropped, then restores the thread count.
 ///
-/// For the optimizer's element-wise ops: each op over a parameter tensor is too short for a
-/// second thread to pay for waking it (AdamW over a 3.1M-parameter model took 100-109 ms with
-/// two threads against 33-39 ms with one, docs/performance.md).
-struct OneThread(i32);
+/// For the optimizer's ops: most are too short for a second thread to pay for waking it
+/// (AdamW over a 3.1M-parameter model took 100-109 ms with two threads against 33-39 ms with
+/// one when it ran per parameter tensor; docs/performance.md).
+pub(crate) struct OneThread(i32);
 
 impl OneThread {
-    fn new() -> Self {
+    /// Lowers this thread's libtorch thread count to one until the guard drops.
+    pub(crate) fn new() -> Self {
         let n = tch::get_num_threads();
         if n > 1 {
             tch::set_num_threads(1);
@@ -241,17 +242,16 @@ impl Slot {
 /// trainable variables of a [`VarStore`], with global-norm clipping and an lr schedule.
 ///
 /// The moments of all parameters live in two flat buffers and each update runs its
-/// element-wise arithmetic once over all parameters (about twenty ops), rather than a dozen
-/// ops per parameter tensor: at these model sizes the per-op cost, not the arithmetic, is
-/// what an optimizer step takes.
+/// element-wise arithmetic once over all parameters, leaving each parameter tensor two or
+/// three ops (gathering its gradient, its weight decay, adding its slice of the step) where
+/// it had about fifteen: at these model sizes the per-op cost, not the arithmetic, is what
+/// an optimizer step takes.
 #[derive(Debug)]
 pub struct AdamW {
     slots: Vec<Slot>,
     /// First and second moments of every parameter, `[total parameters]`, in slot order.
     m: Tensor,
     v: Tensor,
-    /// Stand-in gradient of zeros for a parameter that got none, `[total parameters]`.
-    zeros: Tensor,
     cfg: OptimConfig,
     schedule: LrSchedule,
     step: u64,
@@ -294,12 +294,17 @@ impl AdamW {
                 slot
             })
             .collect();
-        let kind = slots.first().map_or(Kind::Float, |s| s.param.kind());
+        // Single precision at least (half-precision moments would round small squared
+        // gradients to zero); double when a parameter is.
+        let kind = if slots.iter().any(|s| s.param.kind() == Kind::Double) {
+            Kind::Double
+        } else {
+            Kind::Float
+        };
         let opts = (kind, vs.device());
         AdamW {
             m: Tensor::zeros([offset], opts),
             v: Tensor::zeros([offset], opts),
-            zeros: Tensor::zeros([offset], opts),
             slots,
             cfg: cfg.clone(),
             schedule: LrSchedule::new(cfg, total_steps),
@@ -334,19 +339,8 @@ impl AdamW {
     /// gradient count as zero).
     pub fn grad_norm(&self) -> f64 {
         tch::no_grad(|| {
-            let mut total: Option<Tensor> = None;
-            for s in &self.slots {
-                let g = s.param.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let sq = g.to_kind(Kind::Float).square().sum(Kind::Float);
-                total = Some(match total {
-                    None => sq,
-                    Some(t) => t + sq,
-                });
-            }
-            total.map_or(0.0, |t| t.sqrt().double_value(&[]))
+            self.flat_gradient()
+                .map_or(0.0, |(g, _)| g.norm().double_value(&[]))
         })
     }
 
@@ -358,9 +352,11 @@ impl AdamW {
         let _phase = crate::profile::phase("optimizer");
         let _one = self.on_cpu.then(OneThread::new);
         let gradient = tch::no_grad(|| self.flat_gradient());
-        let grad_norm = gradient
-            .as_ref()
-            .map_or(0.0, |(g, _)| tch::no_grad(|| g.norm().double_value(&[])));
+        let grad_norm = tch::no_grad(|| {
+            gradient
+                .as_ref()
+                .map_or(0.0, |(g, _)| g.norm().double_value(&[]))
+        });
         if !grad_norm.is_finite() {
             return Err(OptimError::NonFiniteGradient {
                 norm: grad_norm,
@@ -389,12 +385,26 @@ impl AdamW {
                 if scale != 1.0 {
                     let _ = g.g_mul_scalar_(scale);
                 }
-                // m <- m + (1 - b1)(g - m) ; v <- v + (1 - b2)(g^2 - v). A parameter without
-                // a gradient has never had one (zero_grad keeps gradients, zeroed), so its
-                // moments are zero and stay zero, and it is left as it is below.
+                // A parameter without a gradient keeps its moments (saved here, restored
+                // after the flat update) and its value (skipped below).
+                let kept: Vec<(Tensor, Tensor, Tensor, Tensor)> = self
+                    .slots
+                    .iter()
+                    .zip(&with_grad)
+                    .filter(|(_, &has)| !has)
+                    .map(|(s, _)| {
+                        let (m, v) = (s.part(&self.m), s.part(&self.v));
+                        (m.copy(), v.copy(), m, v)
+                    })
+                    .collect();
+                // m <- m + (1 - b1)(g - m) ; v <- v + (1 - b2)(g^2 - v)
                 let _ = self.m.lerp_(&g, 1.0 - b1);
                 let _ = g.g_mul_(&g.shallow_clone());
                 let _ = self.v.lerp_(&g, 1.0 - b2);
+                for (m0, v0, mut m, mut v) in kept {
+                    m.copy_(&m0);
+                    v.copy_(&v0);
+                }
                 // step = -lr (m / bias1) / (sqrt(v / bias2) + eps), computed in g's buffer.
                 g.copy_(&self.v);
                 let _ = g.sqrt_().g_div_scalar_(bias2.sqrt()).g_add_scalar_(eps);
@@ -435,15 +445,15 @@ impl AdamW {
                 if g.defined() {
                     g.reshape([-1]).to_kind(kind)
                 } else {
-                    self.zeros.narrow(0, s.offset, s.numel)
+                    Tensor::zeros([s.numel], (kind, self.m.device()))
                 }
             })
             .collect();
         Some((Tensor::cat(&flat, 0), with_grad))
     }
 
-    /// The optimizer state as named tensors for a checkpoint: the moments of each parameter
-    /// (`m.<param>`, `v.<param>`) and the update count (`step`). Callers add a namespace
+    /// The optimizer state as named tensors for a checkpoint: copies of the moments of each
+    /// parameter (`m.<param>`, `v.<param>`) and the update count (`step`). Callers add a namespace
     /// prefix (`optim/`, see `crate::checkpoint`).
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.slots.len() + 1);
@@ -461,10 +471,17 @@ impl AdamW {
     pub fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), OptimError> {
         let find = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t);
         let mut problems = Vec::new();
-        let step = find(STEP_NAME).map(|t| t.int64_value(&[]));
-        if step.is_none() {
-            problems.push(format!("missing `{STEP_NAME}`"));
-        }
+        let step = match find(STEP_NAME).map(|t| t.f_int64_value(&[])) {
+            None => {
+                problems.push(format!("missing `{STEP_NAME}`"));
+                None
+            }
+            Some(Err(_)) => {
+                problems.push(format!("`{STEP_NAME}` is not a single integer"));
+                None
+            }
+            Some(Ok(n)) => Some(n),
+        };
         let mut updates = Vec::with_capacity(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             for (prefix, which) in [(M_PREFIX, 0), (V_PREFIX, 1)] {
@@ -654,6 +671,25 @@ mod tests {
             (f64::from(wv[0]) - expect).abs() < 1e-5,
             "{wv:?} vs {expect}"
         );
+
+        // Resumed with moments for it (from a run that trained it), it keeps them too.
+        let mut state = opt.state_tensors();
+        for (name, t) in &mut state {
+            if name.ends_with("unused") {
+                *t = t.ones_like() * 0.25;
+            }
+        }
+        let mut resumed = AdamW::new(&vs, &c, 10);
+        resumed.load_state(&state).unwrap();
+        resumed.zero_grad();
+        (w.sum(Kind::Float) * 3.0).backward();
+        resumed.step().unwrap();
+        for (name, t) in resumed.state_tensors() {
+            if name.ends_with("unused") {
+                assert!(t.equal(&(t.ones_like() * 0.25)), "{name} changed: {t}");
+            }
+        }
+        assert!(unused.equal(&Tensor::full([2, 2], 0.5, (Kind::Float, Device::Cpu))));
     }
 
     #[test]
@@ -756,6 +792,16 @@ mod tests {
         let err = opt3.load_state(&state).unwrap_err().to_string();
         assert!(err.contains("`m.w` has shape [2]"), "{err}");
         assert!(err.contains("missing `m.u`"), "{err}");
+
+        // A damaged update count is named, not a panic.
+        let mut damaged = state;
+        for (name, t) in &mut damaged {
+            if name == STEP_NAME {
+                *t = Tensor::from_slice(&[1i64, 2]);
+            }
+        }
+        let err = opt2.load_state(&damaged).unwrap_err().to_string();
+        assert!(err.contains("`step` is not a single integer"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::ops::Range;
 use tch::{Device, Tensor};
 
 use crate::error::AgentError;
-use crate::optim::micro_batches;
+use crate::optim::{micro_batches, OneThread};
 use crate::policy::CotPolicy;
 use crate::profile;
 
@@ -42,9 +42,9 @@ pub const MIN_ROWS_PER_SHARD: usize = 16;
 pub struct DataParallel {
     enabled: bool,
     replicas: Vec<CotPolicy>,
-    /// One long-lived thread per replica. A thread made afresh for every update started with
-    /// a cold allocator arena and cold MKL buffers: twice the calling thread's time in page
-    /// faults, and its shard finished last.
+    /// Long-lived threads for the replicas' shards (at least one per replica). A thread made
+    /// afresh for every update started with a cold allocator arena and cold MKL buffers:
+    /// twice the calling thread's time in page faults, and its shard finished last.
     workers: Option<rayon::ThreadPool>,
 }
 
@@ -77,6 +77,10 @@ impl DataParallel {
     /// row order. `work` must only call `backward` on losses of the policy it is given, and
     /// normalize them by the whole batch's counts (as micro-batches do), so that the parts'
     /// gradients add up to the batch's.
+    ///
+    /// Meant to be called from a thread outside any rayon pool (as the trainers do): called
+    /// from inside one, the thread would run that pool's other jobs, on one libtorch thread,
+    /// while it waits for the shards.
     pub fn run<R, F>(
         &mut self,
         policy: &mut CotPolicy,
@@ -112,15 +116,15 @@ impl DataParallel {
             }
         }
         let workers = match &mut self.workers {
-            Some(pool) if pool.current_num_threads() == shards - 1 => pool,
+            Some(pool) if pool.current_num_threads() >= shards - 1 => pool,
             slot => slot.insert(worker_threads(shards - 1)?),
         };
         drop(start);
         let profiling = profile::enabled();
         let device = policy.device();
-        let threads = tch::get_num_threads();
-        // Every shard, this thread's included, runs its ops on one thread.
-        tch::set_num_threads(1);
+        // Every shard, this thread's included, runs its ops on one thread (restored when
+        // this guard drops, also if a shard panics).
+        let one_thread = OneThread::new();
         let main: &CotPolicy = policy;
         let mut rest: Vec<Option<ShardOutput<R>>> = (1..shards).map(|_| None).collect();
         let (first, wait) = workers.in_place_scope(|scope| {
@@ -138,7 +142,8 @@ impl DataParallel {
                     }
                     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         parts(replica, range)
-                    }));
+                    }))
+                    .map_err(|panic| panic_message(panic.as_ref()));
                     let totals = if profiling {
                         let t = profile::take();
                         profile::disable();
@@ -146,21 +151,28 @@ impl DataParallel {
                     } else {
                         Vec::new()
                     };
-                    *slot = Some((out.ok(), totals));
+                    *slot = Some((out, totals));
                 });
             }
             let first = parts(main, ranges[0].clone());
+            // The scope waits for the other shards after this closure returns: the wait's
+            // phase opens here and closes once the scope has returned.
             (first, profile::phase("shard_wait"))
         });
         drop(wait);
-        tch::set_num_threads(threads);
+        drop(one_thread);
         let mut results = first?;
         for slot in rest {
             let (out, totals) = match slot {
-                Some((Some(out), totals)) => (out, totals),
-                _ => {
+                Some((Ok(out), totals)) => (out, totals),
+                Some((Err(message), _)) => {
+                    return Err(AgentError::Incompatible(format!(
+                        "a data-parallel shard panicked: {message}"
+                    )))
+                }
+                None => {
                     return Err(AgentError::Incompatible(
-                        "a data-parallel worker thread panicked".into(),
+                        "a data-parallel shard did not run".into(),
                     ))
                 }
             };
@@ -188,9 +200,23 @@ fn worker_threads(n: usize) -> Result<rayon::ThreadPool, AgentError> {
         })
 }
 
-/// What a replica's shard returns: its parts' results (`None` if it panicked) and the
+/// What a replica's shard returns: its parts' results (or the message of its panic) and the
 /// phases its thread profiled.
-type ShardOutput<R> = (Option<Result<Vec<R>, AgentError>>, Vec<profile::PhaseTotal>);
+type ShardOutput<R> = (
+    Result<Result<Vec<R>, AgentError>, String>,
+    Vec<profile::PhaseTotal>,
+);
+
+/// The text a panic carried, if it was a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
 
 /// The shards of an update of `rows` rows on `device` with `threads` libtorch threads; see
 /// [`DataParallel::shards`].

@@ -163,10 +163,19 @@ pub fn profile(a: &TrainArgs) -> anyhow::Result<()> {
 
     header(&a.config, &cfg, &env, agent.as_ref(), device, threads, a);
     println!(
-        "# fp32 matmul peak ({MATMUL_N}x{MATMUL_N} by {MATMUL_N}x{MATMUL_N}; {threads} threads, \
-         each multiplying its own pair at once on one libtorch thread, rates added; the best \
+        "# fp32 matmul peak ({MATMUL_N}x{MATMUL_N} by {MATMUL_N}x{MATMUL_N}; {}; the best \
          repetition, measured before and after the updates and the higher kept): {:.1} GFLOP/s \
          (before {:.1}, after {:.1}); one small op dispatched and run: {:.2} us",
+        if device == Device::Cpu && threads > 1 {
+            format!(
+                "{threads} threads, each multiplying its own pair at once on one libtorch \
+                 thread, rates added"
+            )
+        } else if device == Device::Cpu {
+            "1 thread".to_string()
+        } else {
+            format!("{device:?}")
+        },
         peak / 1e9,
         peak_before / 1e9,
         peak_after / 1e9,
@@ -257,15 +266,17 @@ const MATMUL_N: i64 = 1024;
 /// libtorch's threads sometimes ran on a single core (half the peak, so twice the MFU).
 fn matmul_peak(device: Device, threads: i32) -> f64 {
     if device != Device::Cpu || threads < 2 {
-        return matmul_rate(device);
+        return matmul_rate(device, None);
     }
     let saved = tch::get_num_threads();
+    // The threads start timing together, once each has its operands and a first product.
+    let start = std::sync::Barrier::new(threads as usize);
     let total = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     tch::set_num_threads(1);
-                    matmul_rate(Device::Cpu)
+                    matmul_rate(Device::Cpu, Some(&start))
                 })
             })
             .collect();
@@ -279,12 +290,16 @@ fn matmul_peak(device: Device, threads: i32) -> f64 {
 }
 
 /// The best fp32 matmul rate (FLOP/s) over about half a second of `MATMUL_N`-sided
-/// products on `device` at this thread's libtorch thread count.
-fn matmul_rate(device: Device) -> f64 {
+/// products on `device` at this thread's libtorch thread count; the timing starts after
+/// `start` (when given) lets every thread through.
+fn matmul_rate(device: Device, start: Option<&std::sync::Barrier>) -> f64 {
     let opts = (Kind::Float, device);
     let x = Tensor::randn([MATMUL_N, MATMUL_N], opts);
     let y = Tensor::randn([MATMUL_N, MATMUL_N], opts);
     let out = x.mm(&y);
+    if let Some(barrier) = start {
+        barrier.wait();
+    }
     profile::enable(device);
     let flops = 2.0 * (MATMUL_N as f64).powi(3);
     let mut best = 0f64;
