@@ -173,8 +173,9 @@ fn profile_lines(text: &str) -> Vec<(String, HashMap<String, String>)> {
         .collect()
 }
 
-/// `bench train` of a config for 2 updates after 1 warm-up on one CPU thread; its stdout.
-fn bench_train(config: &str) -> String {
+/// `bench train` of a config for 2 updates after 1 warm-up on `threads` CPU threads; its
+/// stdout.
+fn bench_train(config: &str, threads: &str) -> String {
     let out = factorexe(&[
         "bench",
         "train",
@@ -185,7 +186,7 @@ fn bench_train(config: &str) -> String {
         "--warmup",
         "1",
         "--threads",
-        "1",
+        threads,
         "--device",
         "cpu",
     ]);
@@ -213,7 +214,7 @@ fn bench_train_profiles_a_config_s_update() {
     )
     .unwrap();
     let path = config.to_str().unwrap();
-    let text = bench_train(path);
+    let text = bench_train(path, "1");
     assert!(text.contains("# MFU = analytic model FLOPs"), "{text}");
     let lines = profile_lines(&text);
     let train = &lines
@@ -284,7 +285,7 @@ fn bench_train_profiles_answer_only_training() {
             ),
         )
         .unwrap();
-        let text = bench_train(config.to_str().unwrap());
+        let text = bench_train(config.to_str().unwrap(), "1");
         let lines = profile_lines(&text);
         let train = &lines
             .iter()
@@ -320,22 +321,7 @@ fn bench_train_at_two_threads_profiles_its_shards_against_the_higher_peak() {
          [model]\nheads = 2\nhead_dim = 16\ndecoder_layers = 1\n",
     )
     .unwrap();
-    let out = factorexe(&[
-        "bench",
-        "train",
-        "--config",
-        config.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--warmup",
-        "1",
-        "--threads",
-        "2",
-        "--device",
-        "cpu",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}");
+    let text = bench_train(config.to_str().unwrap(), "2");
     let peak_line = text
         .lines()
         .find(|l| l.starts_with("# fp32 matmul peak"))

@@ -126,7 +126,9 @@ impl DataParallel {
         // this guard drops, also if a shard panics).
         let one_thread = OneThread::new();
         let main: &CotPolicy = policy;
-        let mut rest: Vec<Option<ShardOutput<R>>> = (1..shards).map(|_| None).collect();
+        let mut rest: Vec<ShardOutput<R>> = (1..shards)
+            .map(|_| (Err("the shard did not run".to_string()), Vec::new()))
+            .collect();
         let (first, wait) = workers.in_place_scope(|scope| {
             let parts = &parts;
             for ((replica, range), slot) in self
@@ -151,7 +153,7 @@ impl DataParallel {
                     } else {
                         Vec::new()
                     };
-                    *slot = Some((out, totals));
+                    *slot = (out, totals);
                 });
             }
             let first = parts(main, ranges[0].clone());
@@ -162,20 +164,10 @@ impl DataParallel {
         drop(wait);
         drop(one_thread);
         let mut results = first?;
-        for slot in rest {
-            let (out, totals) = match slot {
-                Some((Ok(out), totals)) => (out, totals),
-                Some((Err(message), _)) => {
-                    return Err(AgentError::Incompatible(format!(
-                        "a data-parallel shard panicked: {message}"
-                    )))
-                }
-                None => {
-                    return Err(AgentError::Incompatible(
-                        "a data-parallel shard did not run".into(),
-                    ))
-                }
-            };
+        for (out, totals) in rest {
+            let out = out.map_err(|message| {
+                AgentError::Incompatible(format!("a data-parallel shard panicked: {message}"))
+            })?;
             results.extend(out?);
             // The shards ran at the same time as this thread's: their FLOPs count, their
             // seconds are already in this thread's wall time.

@@ -465,16 +465,7 @@ impl CotTransformer {
     /// terms as [`chain_flops_per_row`](Self::chain_flops_per_row) counts for one position,
     /// so a chain decoded step by step costs what its teacher-forced pass does.
     pub fn decode_step_flops(&self, pos: usize, memory_rows: usize) -> f64 {
-        if self.decoder.is_none() {
-            return 0.0;
-        }
-        let d = self.dims.width as f64;
-        let m = self.dims.mlp as f64;
-        let s = memory_rows as f64;
-        let per_app =
-            2.0 * (6.0 * d * d + 2.0 * d * m) + 4.0 * d * (pos as f64 + 1.0) + 4.0 * s * d;
-        self.cfg.decoder_layers as f64 * self.cfg.repeat as f64 * per_app
-            + 2.0 * d * (self.layout.num_actions as f64 + 1.0)
+        self.chain_flops_per_row(pos + 1, memory_rows) - self.chain_flops_per_row(pos, memory_rows)
     }
 
     /// Encodes `input [B, input_len]` (i64 tokens) and `difficulty [B]` (i64, ignored unless
